@@ -49,9 +49,34 @@ pub struct Cache {
 
 /// Flags reported in `features`: exact names, or prefixes ending in `*`.
 const WORKLOAD_FLAGS: &[&str] = &[
-    "sse4_2", "avx", "avx2", "fma", "bmi2", "avx512*", "avx_vnni", "amx*", "aes", "vaes",
-    "pclmulqdq", "vpclmulqdq", "sha_ni", "rdrand", "rdseed", "vmx", "svm", "sev", "sev_es",
-    "sev_snp", "tdx_guest", "sme", "hypervisor", "asimd", "sha2", "sha3", "sve", "sve2",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "bmi2",
+    "avx512*",
+    "avx_vnni",
+    "amx*",
+    "aes",
+    "vaes",
+    "pclmulqdq",
+    "vpclmulqdq",
+    "sha_ni",
+    "rdrand",
+    "rdseed",
+    "vmx",
+    "svm",
+    "sev",
+    "sev_es",
+    "sev_snp",
+    "tdx_guest",
+    "sme",
+    "hypervisor",
+    "asimd",
+    "sha2",
+    "sha3",
+    "sve",
+    "sve2",
 ];
 
 fn is_workload_flag(flag: &str) -> bool {
@@ -173,7 +198,11 @@ pub fn probe(root: &Root) -> Result<Cpu, ProbeError> {
 fn caches(root: &Root, threads: u32) -> Vec<Cache> {
     let dir = "/sys/devices/system/cpu/cpu0/cache";
     let mut out = Vec::new();
-    for index in root.list(dir).into_iter().filter(|n| n.starts_with("index")) {
+    for index in root
+        .list(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("index"))
+    {
         let d = format!("{dir}/{index}");
         let (Some(level), Some(kind), Some(size)) = (
             root.parse::<u8>(format!("{d}/level")),
@@ -215,7 +244,8 @@ mod tests {
     use super::*;
     use crate::fixture::Fixture;
 
-    const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n\
+    const CPUINFO: &str =
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n\
 model name\t: Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz\nstepping\t: 7\nmicrocode\t: 0x5003604\n\
 cpu MHz\t\t: 2100.000\nphysical id\t: 0\ncore id\t\t: 0\n\
 flags\t\t: fpu sse4_2 avx avx2 avx512f avx512_vnni aes sha_ni vmx hypervisor\n\n\
@@ -229,13 +259,29 @@ processor\t: 3\nvendor_id\t: GenuineIntel\nphysical id\t: 1\ncore id\t\t: 1\nfla
         fx.file("/proc/cpuinfo", CPUINFO);
         let cpu = probe(&fx.root()).unwrap();
         assert_eq!(cpu.vendor.as_deref(), Some("GenuineIntel"));
-        assert_eq!(cpu.model.as_deref(), Some("Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz"));
-        assert_eq!((cpu.family, cpu.model_id, cpu.stepping), (Some(6), Some(85), Some(7)));
+        assert_eq!(
+            cpu.model.as_deref(),
+            Some("Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz")
+        );
+        assert_eq!(
+            (cpu.family, cpu.model_id, cpu.stepping),
+            (Some(6), Some(85), Some(7))
+        );
         assert_eq!((cpu.sockets, cpu.physical_cores, cpu.threads), (2, 3, 4));
         assert_eq!(cpu.base_mhz, Some(2100));
         assert_eq!(
             cpu.features,
-            ["aes", "avx", "avx2", "avx512_vnni", "avx512f", "hypervisor", "sha_ni", "sse4_2", "vmx"]
+            [
+                "aes",
+                "avx",
+                "avx2",
+                "avx512_vnni",
+                "avx512f",
+                "hypervisor",
+                "sha_ni",
+                "sse4_2",
+                "vmx"
+            ]
         );
         assert!(cpu.flags.contains(&"fpu".to_string()));
         assert!(cpu.caches.is_empty());
@@ -246,8 +292,14 @@ processor\t: 3\nvendor_id\t: GenuineIntel\nphysical id\t: 1\ncore id\t\t: 1\nfla
         let fx = Fixture::new();
         fx.file("/proc/cpuinfo", CPUINFO)
             .file("/sys/devices/system/cpu/online", "0-3\n")
-            .file("/sys/devices/system/cpu/cpu0/cpufreq/base_frequency", "2100000\n")
-            .file("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", "3900000\n");
+            .file(
+                "/sys/devices/system/cpu/cpu0/cpufreq/base_frequency",
+                "2100000\n",
+            )
+            .file(
+                "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",
+                "3900000\n",
+            );
         for cpu in 0..4 {
             let t = format!("/sys/devices/system/cpu/cpu{cpu}/topology");
             fx.file(&format!("{t}/physical_package_id"), "0\n")
@@ -270,8 +322,18 @@ processor\t: 3\nvendor_id\t: GenuineIntel\nphysical id\t: 1\ncore id\t\t: 1\nfla
         assert_eq!(
             cpu.caches,
             vec![
-                Cache { level: 1, kind: "Data".into(), size_bytes: 48 << 10, instances: 2 },
-                Cache { level: 3, kind: "Unified".into(), size_bytes: 30 << 20, instances: 1 },
+                Cache {
+                    level: 1,
+                    kind: "Data".into(),
+                    size_bytes: 48 << 10,
+                    instances: 2
+                },
+                Cache {
+                    level: 3,
+                    kind: "Unified".into(),
+                    size_bytes: 30 << 20,
+                    instances: 1
+                },
             ]
         );
     }
@@ -280,10 +342,16 @@ processor\t: 3\nvendor_id\t: GenuineIntel\nphysical id\t: 1\ncore id\t\t: 1\nfla
     fn malformed_and_missing_cpuinfo_are_errors() {
         let fx = Fixture::new();
         let err = probe(&fx.root()).unwrap_err().to_string();
-        assert!(err.contains("cannot read") && err.contains("cpuinfo"), "{err}");
+        assert!(
+            err.contains("cannot read") && err.contains("cpuinfo"),
+            "{err}"
+        );
         fx.file("/proc/cpuinfo", "garbage without entries\n\x00\x01");
         let err = probe(&fx.root()).unwrap_err().to_string();
-        assert!(err.contains("malformed") && err.contains("no 'processor'"), "{err}");
+        assert!(
+            err.contains("malformed") && err.contains("no 'processor'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -119,7 +119,11 @@ fn empty_gpu(index: u32) -> Gpu {
 }
 
 /// Keep a field's value, or record why NVML refused it.
-fn take<T>(unreadable: &mut Vec<String>, field: &str, r: Result<T, nvml_wrapper::error::NvmlError>) -> Option<T> {
+fn take<T>(
+    unreadable: &mut Vec<String>,
+    field: &str,
+    r: Result<T, nvml_wrapper::error::NvmlError>,
+) -> Option<T> {
     r.map_err(|e| unreadable.push(format!("{field}: {e}"))).ok()
 }
 
@@ -135,7 +139,11 @@ fn read_device(index: u32, dev: &nvml_wrapper::Device<'_>) -> Gpu {
         memory_total_bytes: take(&mut u, "memory", dev.memory_info()).map(|m| m.total),
         pci_bus_id: take(&mut u, "pci", dev.pci_info()).map(|p| p.bus_id),
         power_limit_mw: take(&mut u, "power_limit", dev.enforced_power_limit()),
-        power_limit_default_mw: take(&mut u, "power_limit_default", dev.power_management_limit_default()),
+        power_limit_default_mw: take(
+            &mut u,
+            "power_limit_default",
+            dev.power_management_limit_default(),
+        ),
         compute_capability: take(&mut u, "compute_capability", dev.cuda_compute_capability())
             .map(|c| format!("{}.{}", c.major, c.minor)),
         // MIG is absent on most GPUs: "not supported" is an answer, not a failure.

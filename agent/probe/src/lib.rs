@@ -106,7 +106,10 @@ impl std::str::FromStr for SectionName {
             .find(|n| n.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = SectionName::ALL.iter().map(|n| n.as_str()).collect();
-                format!("unknown section '{s}' (expected one of: {})", names.join(", "))
+                format!(
+                    "unknown section '{s}' (expected one of: {})",
+                    names.join(", ")
+                )
             })
     }
 }

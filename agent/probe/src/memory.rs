@@ -76,7 +76,11 @@ fn hugepages(root: &Root, meminfo: &str) -> Vec<HugePages> {
         .list(dir)
         .into_iter()
         .filter_map(|name| {
-            let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
             Some(HugePages {
                 page_size_bytes: kb * 1024,
                 total: root.parse(format!("{dir}/{name}/nr_hugepages"))?,
@@ -139,7 +143,11 @@ HugePages_Free:        3\nHugepagesize:       2048 kB\n";
         assert_eq!(m.swap_total_bytes, Some(0));
         assert_eq!(
             m.hugepages,
-            vec![HugePages { page_size_bytes: 2 << 20, total: 4, free: Some(3) }]
+            vec![HugePages {
+                page_size_bytes: 2 << 20,
+                total: 4,
+                free: Some(3)
+            }]
         );
         match m.dimms {
             Dimms::Unreadable(r) => assert!(r.contains("absent"), "{r}"),
@@ -150,17 +158,39 @@ HugePages_Free:        3\nHugepagesize:       2048 kB\n";
     #[test]
     fn sysfs_hugepages_and_dimms() {
         let fx = Fixture::new();
-        let mut table = type17(0x7FFF, 32 * 1024, &["DIMM A1", "P0", "Micron", "1234", "MTA36"]);
+        let mut table = type17(
+            0x7FFF,
+            32 * 1024,
+            &["DIMM A1", "P0", "Micron", "1234", "MTA36"],
+        );
         table.extend(end_of_table());
         fx.file("/proc/meminfo", MEMINFO)
-            .file("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "2\n")
-            .file("/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages", "2\n")
-            .file("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "0\n")
+            .file(
+                "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages",
+                "2\n",
+            )
+            .file(
+                "/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages",
+                "2\n",
+            )
+            .file(
+                "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+                "0\n",
+            )
             .file(SMBIOS_TABLE, table);
         let m = probe(&fx.root()).unwrap();
         assert_eq!(m.hugepages.len(), 2);
-        assert_eq!(m.hugepages[1], HugePages { page_size_bytes: 1 << 30, total: 2, free: Some(2) });
-        let Dimms::Read(d) = m.dimms else { panic!("dimms not read") };
+        assert_eq!(
+            m.hugepages[1],
+            HugePages {
+                page_size_bytes: 1 << 30,
+                total: 2,
+                free: Some(2)
+            }
+        );
+        let Dimms::Read(d) = m.dimms else {
+            panic!("dimms not read")
+        };
         assert_eq!(d[0].size_bytes, 32 << 30);
         assert_eq!(d[0].part_number.as_deref(), Some("MTA36"));
     }
@@ -168,10 +198,17 @@ HugePages_Free:        3\nHugepagesize:       2048 kB\n";
     #[test]
     fn bad_inputs() {
         let fx = Fixture::new();
-        assert!(probe(&fx.root()).unwrap_err().to_string().contains("meminfo"));
+        assert!(probe(&fx.root())
+            .unwrap_err()
+            .to_string()
+            .contains("meminfo"));
         fx.file("/proc/meminfo", "MemTotal: lots kB\n");
-        assert!(probe(&fx.root()).unwrap_err().to_string().contains("MemTotal"));
-        fx.file("/proc/meminfo", MEMINFO).file(SMBIOS_TABLE, [17u8, 0x40, 0]);
+        assert!(probe(&fx.root())
+            .unwrap_err()
+            .to_string()
+            .contains("MemTotal"));
+        fx.file("/proc/meminfo", MEMINFO)
+            .file(SMBIOS_TABLE, [17u8, 0x40, 0]);
         match probe(&fx.root()).unwrap().dimms {
             Dimms::Unreadable(r) => assert!(r.contains("malformed"), "{r}"),
             other => panic!("{other:?}"),

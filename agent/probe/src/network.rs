@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -159,7 +161,10 @@ fn default_route(r: &RouteMessage, links: &[Link]) -> DefaultRoute {
             RouteAttribute::Gateway(RouteAddress::Inet(ip)) => out.gateway = Some((*ip).into()),
             RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => out.gateway = Some((*ip).into()),
             RouteAttribute::Oif(idx) => {
-                out.dev = links.iter().find(|l| l.index == *idx).map(|l| l.name.clone())
+                out.dev = links
+                    .iter()
+                    .find(|l| l.index == *idx)
+                    .map(|l| l.name.clone())
             }
             RouteAttribute::Priority(p) => out.metric = Some(*p),
             _ => {}
@@ -258,7 +263,10 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(mac_string(&[2, 0, 0, 0, 0, 0x42]).as_deref(), Some("02:00:00:00:00:42"));
+        assert_eq!(
+            mac_string(&[2, 0, 0, 0, 0, 0x42]).as_deref(),
+            Some("02:00:00:00:00:42")
+        );
         assert_eq!(mac_string(&[]), None);
     }
 
@@ -267,11 +275,18 @@ mod tests {
     #[test]
     fn loopback_from_the_kernel() {
         let n = probe(&Root::host()).expect("rtnetlink dump");
-        let lo = n.links.iter().find(|l| l.loopback).expect("a loopback link");
+        let lo = n
+            .links
+            .iter()
+            .find(|l| l.loopback)
+            .expect("a loopback link");
         assert_eq!(lo.name, "lo");
         assert_eq!(lo.mac.as_deref(), Some("00:00:00:00:00:00"));
         if lo.admin_up {
-            assert!(lo.addresses.iter().any(|a| a.address == IpAddr::from([127, 0, 0, 1])));
+            assert!(lo
+                .addresses
+                .iter()
+                .any(|a| a.address == IpAddr::from([127, 0, 0, 1])));
         }
     }
 }

@@ -61,12 +61,20 @@ const EFI_SECURE_BOOT: &str =
 
 pub fn probe(root: &Root) -> Result<Platform, ProbeError> {
     let dmi = read_dmi(root);
-    let firmware = if root.exists("/sys/firmware/efi") { "uefi" } else { "bios" };
+    let firmware = if root.exists("/sys/firmware/efi") {
+        "uefi"
+    } else {
+        "bios"
+    };
     // efivars: 4 bytes of attributes, then the one-byte value.
     let secure_boot = std::fs::read(root.path(EFI_SECURE_BOOT))
         .ok()
         .and_then(|b| b.get(4).map(|v| *v == 1));
-    let cpuid = if root.is_host() { cpuid_hypervisor() } else { None };
+    let cpuid = if root.is_host() {
+        cpuid_hypervisor()
+    } else {
+        None
+    };
     Ok(Platform {
         virtualization: detect_virtualization(root, dmi.as_ref(), cpuid.as_deref()),
         dmi,
@@ -131,7 +139,11 @@ fn cpuid_hypervisor() -> Option<String> {
         raw_cpuid::Hypervisor::ACRN => "ACRNACRNACRN",
         raw_cpuid::Hypervisor::Unknown(b, c, d) => {
             let bytes: Vec<u8> = [b, c, d].iter().flat_map(|r| r.to_le_bytes()).collect();
-            return Some(String::from_utf8_lossy(&bytes).trim_end_matches('\0').to_string());
+            return Some(
+                String::from_utf8_lossy(&bytes)
+                    .trim_end_matches('\0')
+                    .to_string(),
+            );
         }
     };
     Some(sig.to_string())
@@ -180,7 +192,11 @@ fn vm_from_dmi(vendor: &str, product: &str) -> Option<&'static str> {
 
 /// Decide from the signals; CPUID wins over DMI (a KVM guest may carry
 /// "QEMU" DMI strings), DMI over the bare hypervisor flag.
-pub fn detect_virtualization(root: &Root, dmi: Option<&Dmi>, cpuid: Option<&str>) -> Virtualization {
+pub fn detect_virtualization(
+    root: &Root,
+    dmi: Option<&Dmi>,
+    cpuid: Option<&str>,
+) -> Virtualization {
     let mut v = Virtualization::default();
     if let Some(sig) = cpuid {
         v.signals.push(format!("cpuid:{sig}"));
@@ -190,7 +206,8 @@ pub fn detect_virtualization(root: &Root, dmi: Option<&Dmi>, cpuid: Option<&str>
         let vendor = d.sys_vendor.as_deref().unwrap_or("");
         let product = d.product_name.as_deref().unwrap_or("");
         if let Some(name) = vm_from_dmi(vendor, product) {
-            v.signals.push(format!("dmi:sys_vendor={vendor},product_name={product}"));
+            v.signals
+                .push(format!("dmi:sys_vendor={vendor},product_name={product}"));
             if v.vm.as_deref().is_none_or(|vm| vm == "vm-other") {
                 v.vm = Some(name.to_string());
             }
@@ -198,12 +215,17 @@ pub fn detect_virtualization(root: &Root, dmi: Option<&Dmi>, cpuid: Option<&str>
     }
     if let Some(t) = root.value("/sys/hypervisor/type") {
         v.signals.push(format!("sysfs:/sys/hypervisor/type={t}"));
-        v.vm.get_or_insert(if t == "xen" { "xen".into() } else { "vm-other".into() });
+        v.vm.get_or_insert(if t == "xen" {
+            "xen".into()
+        } else {
+            "vm-other".into()
+        });
     }
     if v.vm.is_none()
-        && root
-            .value("/proc/cpuinfo")
-            .is_some_and(|c| c.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor")))
+        && root.value("/proc/cpuinfo").is_some_and(|c| {
+            c.lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+        })
     {
         v.signals.push("cpuinfo:hypervisor-flag".into());
         v.vm = Some("vm-other".into());
@@ -226,7 +248,7 @@ fn detect_container(root: &Root, v: &mut Virtualization) {
     if root.exists("/.dockerenv") {
         found("file:/.dockerenv".into(), "docker");
     }
-    if let Some(env) = std::fs::read(root.path("/proc/1/environ")).ok() {
+    if let Ok(env) = std::fs::read(root.path("/proc/1/environ")) {
         if let Some(c) = env
             .split(|b| *b == 0)
             .find_map(|kv| kv.strip_prefix(b"container="))
@@ -236,7 +258,11 @@ fn detect_container(root: &Root, v: &mut Virtualization) {
         }
     }
     if let Some(cg) = root.value("/proc/1/cgroup") {
-        for (needle, name) in [("kubepods", "kubernetes"), ("docker", "docker"), ("lxc", "lxc")] {
+        for (needle, name) in [
+            ("kubepods", "kubernetes"),
+            ("docker", "docker"),
+            ("lxc", "lxc"),
+        ] {
             if cg.contains(needle) {
                 found(format!("cgroup:{needle}"), name);
             }
@@ -251,7 +277,10 @@ mod tests {
 
     fn qemu_dmi(fx: &Fixture) {
         fx.file("/sys/class/dmi/id/sys_vendor", "QEMU\n")
-            .file("/sys/class/dmi/id/product_name", "Standard PC (Q35 + ICH9, 2009)\n")
+            .file(
+                "/sys/class/dmi/id/product_name",
+                "Standard PC (Q35 + ICH9, 2009)\n",
+            )
             .file("/sys/class/dmi/id/product_serial", "XN-0001\n")
             .file("/sys/class/dmi/id/bios_vendor", "SeaBIOS\n")
             .file("/sys/class/dmi/id/board_name", "")
@@ -309,7 +338,10 @@ mod tests {
 
     #[test]
     fn hyperv_needs_product_match() {
-        assert_eq!(vm_from_dmi("Microsoft Corporation", "Virtual Machine"), Some("microsoft"));
+        assert_eq!(
+            vm_from_dmi("Microsoft Corporation", "Virtual Machine"),
+            Some("microsoft")
+        );
         assert_eq!(vm_from_dmi("Microsoft Corporation", "Surface Pro"), None);
         assert_eq!(vm_from_dmi("Dell Inc.", "PowerEdge R750"), None);
     }

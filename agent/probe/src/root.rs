@@ -128,7 +128,12 @@ pub fn key_values<'a>(text: &'a str, sep: char) -> impl Iterator<Item = (&'a str
 /// Parse an os-release style `KEY=value` file, unquoting values.
 pub fn parse_env(text: &str) -> std::collections::BTreeMap<String, String> {
     key_values(text, '=')
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').to_string()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches('"').trim_matches('\'').to_string(),
+            )
+        })
         .collect()
 }
 
@@ -156,7 +161,10 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
         assert_eq!(parse_cpu_list("5\n"), Some(vec![5]));
         assert_eq!(parse_cpu_list(""), Some(vec![]));
         assert_eq!(parse_cpu_list("3-1"), None);
@@ -167,7 +175,10 @@ mod tests {
     #[test]
     fn root_maps_absolute_paths() {
         let r = Root::at("/tmp/fx");
-        assert_eq!(r.path("/proc/meminfo"), PathBuf::from("/tmp/fx/proc/meminfo"));
+        assert_eq!(
+            r.path("/proc/meminfo"),
+            PathBuf::from("/tmp/fx/proc/meminfo")
+        );
         assert!(Root::host().is_host());
     }
 }

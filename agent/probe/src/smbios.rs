@@ -53,7 +53,12 @@ impl<'a> Structure<'a> {
         let raw = self.strings.get(idx.checked_sub(1)?)?;
         let s = String::from_utf8_lossy(raw).trim().to_string();
         const PLACEHOLDERS: &[&str] = &[
-            "", "Not Specified", "Unknown", "NO DIMM", "To Be Filled By O.E.M.", "Default string",
+            "",
+            "Not Specified",
+            "Unknown",
+            "NO DIMM",
+            "To Be Filled By O.E.M.",
+            "Default string",
         ];
         (!PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(&s))).then_some(s)
     }
@@ -230,7 +235,17 @@ pub(crate) mod tests {
 
     #[test]
     fn placeholders_are_none() {
-        let mut table = type17(8192, 0, &["DIMM 0", "Not Specified", "Unknown", "Default string", "NO DIMM"]);
+        let mut table = type17(
+            8192,
+            0,
+            &[
+                "DIMM 0",
+                "Not Specified",
+                "Unknown",
+                "Default string",
+                "NO DIMM",
+            ],
+        );
         table.extend(end_of_table());
         let d = dimms(&table).unwrap();
         assert_eq!(d[0].bank, None);
@@ -250,12 +265,16 @@ pub(crate) mod tests {
             let _ = dimms(&good[..cut]);
         }
         assert!(dimms(&[17, 2, 0, 0]).unwrap_err().contains("length 2"));
-        assert!(dimms(&[17, 0x40, 0, 0]).unwrap_err().contains("past the table end"));
+        assert!(dimms(&[17, 0x40, 0, 0])
+            .unwrap_err()
+            .contains("past the table end"));
         let mut no_strings_end = type17(1024, 0, &["A"]);
         no_strings_end.truncate(no_strings_end.len() - 1);
         assert!(dimms(&no_strings_end).unwrap_err().contains("unterminated"));
         // Short formatted area (old SMBIOS): fields past it are simply absent.
-        let mut short = vec![17, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x04, 0, 0, 0, 0, 0x18, 0, 0];
+        let mut short = vec![
+            17, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x04, 0, 0, 0, 0, 0x18, 0, 0,
+        ];
         short.extend([0, 0]);
         let d = dimms(&short).unwrap();
         assert_eq!(d[0].size_bytes, 1 << 30);

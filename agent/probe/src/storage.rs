@@ -208,7 +208,11 @@ pub fn probe(root: &Root) -> Result<Storage, ProbeError> {
                     number: root.parse(format!("{pd}/partition")),
                     start_bytes: root.parse::<u64>(format!("{pd}/start")).map(|s| s * 512),
                     size_bytes: root.parse::<u64>(format!("{pd}/size")).unwrap_or(0) * 512,
-                    filesystems: filesystems_of(root, &mounts, root.value(format!("{pd}/dev")).as_deref()),
+                    filesystems: filesystems_of(
+                        root,
+                        &mounts,
+                        root.value(format!("{pd}/dev")).as_deref(),
+                    ),
                     name: p,
                 }
             })
@@ -247,7 +251,10 @@ mod tests {
         fx.dir(dev)
             .file(&format!("{dev}/model"), "Samsung SSD 980 PRO 1TB  \n")
             .file(&format!("{dev}/serial"), "S5GXNF0R123456\n")
-            .symlink("/sys/block/nvme0n1/device", fx.dir.path().join(dev.trim_start_matches('/')))
+            .symlink(
+                "/sys/block/nvme0n1/device",
+                fx.dir.path().join(dev.trim_start_matches('/')),
+            )
             .file("/sys/block/nvme0n1/dev", "259:0\n")
             .file("/sys/block/nvme0n1/size", "1953525168\n")
             .file("/sys/block/nvme0n1/wwid", "eui.002538b111b22222\n")
@@ -281,11 +288,17 @@ mod tests {
         assert_eq!(d.serial.as_deref(), Some("S5GXNF0R123456"));
         assert_eq!(d.wwn.as_deref(), Some("eui.002538b111b22222"));
         assert_eq!(d.size_bytes, 1953525168 * 512);
-        assert_eq!((d.media.as_str(), d.transport.as_deref()), ("nvme", Some("nvme")));
+        assert_eq!(
+            (d.media.as_str(), d.transport.as_deref()),
+            ("nvme", Some("nvme"))
+        );
         assert!(!d.rotational && !d.removable);
         assert_eq!(d.partitions.len(), 1);
         let p = &d.partitions[0];
-        assert_eq!((p.number, p.start_bytes, p.size_bytes), (Some(1), Some(2048 * 512), 512 << 20));
+        assert_eq!(
+            (p.number, p.start_bytes, p.size_bytes),
+            (Some(1), Some(2048 * 512), 512 << 20)
+        );
         assert_eq!(p.filesystems.len(), 1);
         assert_eq!(p.filesystems[0].mount_point, "/mnt/data");
         assert_eq!(p.filesystems[0].fs_type, "ext4");
@@ -299,22 +312,34 @@ mod tests {
         let dev = "/sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0";
         fx.file(&format!("{dev}/model"), "ST4000NM0035-1V4\n")
             .file(&format!("{dev}/vendor"), "ATA     \n")
-            .symlink("/sys/block/sda/device", fx.dir.path().join(dev.trim_start_matches('/')))
+            .symlink(
+                "/sys/block/sda/device",
+                fx.dir.path().join(dev.trim_start_matches('/')),
+            )
             .file("/sys/block/sda/dev", "8:0\n")
             .file("/sys/block/sda/size", "7814037168\n")
             .file("/sys/block/sda/queue/rotational", "1\n")
-            .file("/run/udev/data/b8:0", "S:disk/by-id/x\nE:ID_SERIAL_SHORT=ZC1ABCDE\nE:ID_WWN=0x5000c500a1b2c3d4\n");
+            .file(
+                "/run/udev/data/b8:0",
+                "S:disk/by-id/x\nE:ID_SERIAL_SHORT=ZC1ABCDE\nE:ID_WWN=0x5000c500a1b2c3d4\n",
+            );
         let d = &probe(&fx.root()).unwrap().disks[0];
         assert_eq!(d.serial.as_deref(), Some("ZC1ABCDE"));
         assert_eq!(d.wwn.as_deref(), Some("0x5000c500a1b2c3d4"));
         assert_eq!(d.vendor.as_deref(), Some("ATA"));
-        assert_eq!((d.media.as_str(), d.transport.as_deref()), ("hdd", Some("ata")));
+        assert_eq!(
+            (d.media.as_str(), d.transport.as_deref()),
+            ("hdd", Some("ata"))
+        );
     }
 
     #[test]
     fn malformed_inputs_degrade() {
         let fx = Fixture::new();
-        assert!(probe(&fx.root()).unwrap_err().to_string().contains("sysfs is not mounted"));
+        assert!(probe(&fx.root())
+            .unwrap_err()
+            .to_string()
+            .contains("sysfs is not mounted"));
         fx.file("/sys/block/vda/size", "not a number\n")
             .file("/proc/self/mountinfo", "garbage\n1 2 3\n - \n");
         let s = probe(&fx.root()).unwrap();

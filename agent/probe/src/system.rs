@@ -42,21 +42,22 @@ pub fn probe(root: &Root) -> Result<System, ProbeError> {
         .map(|t| parse_env(&t))
         .unwrap_or_default();
     let os_id = os_release.get("ID").cloned();
-    let nixos = (os_id.as_deref() == Some("nixos") || root.exists("/run/current-system")).then(|| {
-        NixosSystem {
-            version: root
-                .value("/run/current-system/nixos-version")
-                .or_else(|| {
-                    let build = os_release.get("BUILD_ID").or(os_release.get("VERSION_ID"))?;
+    let nixos =
+        (os_id.as_deref() == Some("nixos") || root.exists("/run/current-system")).then(|| {
+            NixosSystem {
+                version: root.value("/run/current-system/nixos-version").or_else(|| {
+                    let build = os_release
+                        .get("BUILD_ID")
+                        .or(os_release.get("VERSION_ID"))?;
                     Some(match os_release.get("VERSION_CODENAME") {
                         Some(c) => format!("{build} ({})", capitalize(c)),
                         None => build.clone(),
                     })
                 }),
-            current_system: root.link_target("/run/current-system"),
-            booted_system: root.link_target("/run/booted-system"),
-        }
-    });
+                current_system: root.link_target("/run/current-system"),
+                booted_system: root.link_target("/run/booted-system"),
+            }
+        });
     Ok(System {
         kernel_release,
         kernel_version: root.value("/proc/sys/kernel/version"),
@@ -89,7 +90,10 @@ mod tests {
     fn nixos_identity() {
         let fx = Fixture::new();
         fx.file("/proc/sys/kernel/osrelease", "6.6.63\n")
-            .file("/proc/sys/kernel/random/boot_id", "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab\n")
+            .file(
+                "/proc/sys/kernel/random/boot_id",
+                "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab\n",
+            )
             .file("/proc/uptime", "1234.56 2000.00\n")
             .file("/proc/sys/kernel/hostname", "xnode-1\n")
             .file(
@@ -97,25 +101,46 @@ mod tests {
                 "ID=nixos\nPRETTY_NAME=\"NixOS 24.11 (Vicuna)\"\nVERSION_ID=\"24.11\"\n\
                  BUILD_ID=\"24.11.20241123.abcdef0\"\nVERSION_CODENAME=vicuna\n",
             )
-            .symlink("/run/current-system", "/nix/store/aaaa-nixos-system-xnode-24.11")
-            .symlink("/run/booted-system", "/nix/store/bbbb-nixos-system-xnode-24.11");
+            .symlink(
+                "/run/current-system",
+                "/nix/store/aaaa-nixos-system-xnode-24.11",
+            )
+            .symlink(
+                "/run/booted-system",
+                "/nix/store/bbbb-nixos-system-xnode-24.11",
+            );
         let s = probe(&fx.root()).unwrap();
         assert_eq!(s.kernel_release, "6.6.63");
         assert_eq!(s.uptime_seconds, Some(1234));
         assert_eq!(s.os.as_deref(), Some("NixOS 24.11 (Vicuna)"));
         let n = s.nixos.unwrap();
-        assert_eq!(n.version.as_deref(), Some("24.11.20241123.abcdef0 (Vicuna)"));
-        assert_eq!(n.current_system.as_deref(), Some("/nix/store/aaaa-nixos-system-xnode-24.11"));
-        assert_eq!(n.booted_system.as_deref(), Some("/nix/store/bbbb-nixos-system-xnode-24.11"));
+        assert_eq!(
+            n.version.as_deref(),
+            Some("24.11.20241123.abcdef0 (Vicuna)")
+        );
+        assert_eq!(
+            n.current_system.as_deref(),
+            Some("/nix/store/aaaa-nixos-system-xnode-24.11")
+        );
+        assert_eq!(
+            n.booted_system.as_deref(),
+            Some("/nix/store/bbbb-nixos-system-xnode-24.11")
+        );
     }
 
     #[test]
     fn non_nixos_and_bad_inputs() {
         let fx = Fixture::new();
-        assert!(probe(&fx.root()).unwrap_err().to_string().contains("osrelease"));
+        assert!(probe(&fx.root())
+            .unwrap_err()
+            .to_string()
+            .contains("osrelease"));
         fx.file("/proc/sys/kernel/osrelease", "6.1.0-28-amd64\n")
             .file("/proc/uptime", "garbage\n")
-            .file("/etc/os-release", "ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n");
+            .file(
+                "/etc/os-release",
+                "ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+            );
         let s = probe(&fx.root()).unwrap();
         assert_eq!(s.uptime_seconds, None);
         assert_eq!(s.os_id.as_deref(), Some("debian"));

@@ -47,7 +47,11 @@ impl std::str::FromStr for TpmSource {
             "device" => Ok(TpmSource::Device(PathBuf::from(conf))),
             "swtpm" | "mssim" => {
                 let (mut host, mut port) = ("127.0.0.1".to_string(), 2321u16);
-                for (k, v) in conf.split(',').filter(|p| !p.is_empty()).filter_map(|p| p.split_once('=')) {
+                for (k, v) in conf
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .filter_map(|p| p.split_once('='))
+                {
                     match k {
                         "host" => host = v.to_string(),
                         "port" => port = v.parse().map_err(|_| format!("bad TCTI port '{v}'"))?,
@@ -97,9 +101,13 @@ pub fn probe(root: &Root, source: &TpmSource) -> Result<Tpm, ProbeError> {
         .collect();
     let mut tpm = Tpm {
         present: sysfs_present || !device_nodes.is_empty(),
-        version: root
-            .value(format!("{sys}/tpm_version_major"))
-            .map(|v| if v == "2" { "2.0".into() } else { format!("{v}.x") }),
+        version: root.value(format!("{sys}/tpm_version_major")).map(|v| {
+            if v == "2" {
+                "2.0".into()
+            } else {
+                format!("{v}.x")
+            }
+        }),
         source: None,
         manufacturer: None,
         vendor_string: None,
@@ -143,7 +151,8 @@ pub fn probe(root: &Root, source: &TpmSource) -> Result<Tpm, ProbeError> {
                 tpm.present = true;
                 tpm.version = Some(props.family.clone());
                 tpm.source = Some(src.to_string());
-                tpm.software = props.vendor_string.contains("SW") && props.vendor_string.contains("TPM");
+                tpm.software =
+                    props.vendor_string.contains("SW") && props.vendor_string.contains("TPM");
                 tpm.manufacturer = Some(props.manufacturer);
                 tpm.vendor_string = Some(props.vendor_string);
                 tpm.firmware_version = Some(props.firmware_version);
@@ -214,7 +223,10 @@ pub fn parse_get_capability(resp: &[u8]) -> Result<FixedProperties, String> {
         return Err(format!("TPM returned error 0x{rc:08x} to GetCapability"));
     }
     if size != resp.len() {
-        return Err(format!("response says {size} bytes but {} arrived", resp.len()));
+        return Err(format!(
+            "response says {size} bytes but {} arrived",
+            resp.len()
+        ));
     }
     // moreData (1 byte) at 10, capability at 11, count at 15, pairs from 19.
     if be32(resp, 11)? != TPM_CAP_TPM_PROPERTIES {
@@ -226,7 +238,12 @@ pub fn parse_get_capability(resp: &[u8]) -> Result<FixedProperties, String> {
         let off = 19 + i * 8;
         props.insert(be32(resp, off)?, be32(resp, off + 4)?);
     }
-    let get = |p: u32| props.get(&p).copied().ok_or_else(|| format!("property 0x{p:x} missing"));
+    let get = |p: u32| {
+        props
+            .get(&p)
+            .copied()
+            .ok_or_else(|| format!("property 0x{p:x} missing"))
+    };
     let vendor: Vec<String> = (0..4)
         .filter_map(|i| props.get(&(PT_VENDOR_STRING_1 + i)).map(|v| fourcc(*v)))
         .filter(|s| !s.is_empty())
@@ -238,7 +255,13 @@ pub fn parse_get_capability(resp: &[u8]) -> Result<FixedProperties, String> {
         revision: format!("{}.{:02}", rev / 100, rev % 100),
         manufacturer: fourcc(get(PT_MANUFACTURER)?),
         vendor_string: vendor.join(" "),
-        firmware_version: format!("{}.{}.{}.{}", fw1 >> 16, fw1 & 0xFFFF, fw2 >> 16, fw2 & 0xFFFF),
+        firmware_version: format!(
+            "{}.{}.{}.{}",
+            fw1 >> 16,
+            fw1 & 0xFFFF,
+            fw2 >> 16,
+            fw2 & 0xFFFF
+        ),
         firmware_raw: (fw1, fw2),
     })
 }
@@ -256,7 +279,10 @@ pub fn fixed_properties(root: &Root, src: &TpmSource) -> Result<FixedProperties,
 fn transact(root: &Root, src: &TpmSource, cmd: &[u8]) -> std::io::Result<Vec<u8>> {
     match src {
         TpmSource::Device(p) => {
-            let mut f = std::fs::OpenOptions::new().read(true).write(true).open(root.path(p))?;
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(root.path(p))?;
             f.write_all(cmd)?;
             let mut buf = vec![0u8; MAX_RESPONSE];
             let n = f.read(&mut buf)?;
@@ -275,7 +301,9 @@ fn transact(root: &Root, src: &TpmSource, cmd: &[u8]) -> std::io::Result<Vec<u8>
             s.read_exact(&mut header)?;
             let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
             if !(10..=MAX_RESPONSE).contains(&size) {
-                return Err(std::io::Error::other(format!("implausible response size {size}")));
+                return Err(std::io::Error::other(format!(
+                    "implausible response size {size}"
+                )));
             }
             let mut resp = header.to_vec();
             resp.resize(size, 0);
@@ -294,9 +322,19 @@ mod tests {
     /// A response as swtpm 0.7 sends it (values from `tpm2_getcap properties-fixed`).
     pub fn swtpm_response() -> Vec<u8> {
         let props: [(u32, u32); 13] = [
-            (0x100, 0x322E_3000), (0x101, 0), (0x102, 0xA4), (0x103, 0x4B), (0x104, 0x7E5),
-            (0x105, 0x4942_4D00), (0x106, 0x5357_2020), (0x107, 0x2054_504D), (0x108, 0),
-            (0x109, 0), (0x10A, 1), (0x10B, 0x2019_1023), (0x10C, 0x0016_3636),
+            (0x100, 0x322E_3000),
+            (0x101, 0),
+            (0x102, 0xA4),
+            (0x103, 0x4B),
+            (0x104, 0x7E5),
+            (0x105, 0x4942_4D00),
+            (0x106, 0x5357_2020),
+            (0x107, 0x2054_504D),
+            (0x108, 0),
+            (0x109, 0),
+            (0x10A, 1),
+            (0x10B, 0x2019_1023),
+            (0x10C, 0x0016_3636),
         ];
         let mut r = Vec::new();
         r.extend_from_slice(&0x8001u16.to_be_bytes());
@@ -332,7 +370,9 @@ mod tests {
         }
         let mut rc = good.clone();
         rc[6..10].copy_from_slice(&0x0000_0101u32.to_be_bytes());
-        assert!(parse_get_capability(&rc).unwrap_err().contains("0x00000101"));
+        assert!(parse_get_capability(&rc)
+            .unwrap_err()
+            .contains("0x00000101"));
         let mut huge = good.clone();
         huge[15..19].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(parse_get_capability(&huge).is_err());
@@ -343,11 +383,23 @@ mod tests {
         assert_eq!("device".parse::<TpmSource>(), Ok(TpmSource::default()));
         assert_eq!(
             "swtpm:host=localhost,port=2400".parse::<TpmSource>(),
-            Ok(TpmSource::Swtpm { host: "localhost".into(), port: 2400 })
+            Ok(TpmSource::Swtpm {
+                host: "localhost".into(),
+                port: 2400
+            })
         );
-        assert!("swtpm:port=abc".parse::<TpmSource>().unwrap_err().contains("port"));
-        assert!("tabrmd".parse::<TpmSource>().unwrap_err().contains("unknown TCTI"));
-        let s = TpmSource::Swtpm { host: "127.0.0.1".into(), port: 1 };
+        assert!("swtpm:port=abc"
+            .parse::<TpmSource>()
+            .unwrap_err()
+            .contains("port"));
+        assert!("tabrmd"
+            .parse::<TpmSource>()
+            .unwrap_err()
+            .contains("unknown TCTI"));
+        let s = TpmSource::Swtpm {
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
         assert_eq!(s.to_string().parse::<TpmSource>(), Ok(s));
     }
 
@@ -356,10 +408,11 @@ mod tests {
         let fx = Fixture::new();
         let t = probe(&fx.root(), &TpmSource::default()).unwrap();
         assert!(!t.present && t.unreachable.is_none());
-        fx.file("/sys/class/tpm/tpm0/tpm_version_major", "1\n").file(
-            "/sys/class/tpm/tpm0/device/caps",
-            "Manufacturer: 0x49465800\nTCG version: 1.2\nFirmware version: 4.40\n",
-        );
+        fx.file("/sys/class/tpm/tpm0/tpm_version_major", "1\n")
+            .file(
+                "/sys/class/tpm/tpm0/device/caps",
+                "Manufacturer: 0x49465800\nTCG version: 1.2\nFirmware version: 4.40\n",
+            );
         let t = probe(&fx.root(), &TpmSource::default()).unwrap();
         assert!(t.present);
         assert_eq!(t.manufacturer.as_deref(), Some("IFX"));
@@ -372,8 +425,14 @@ mod tests {
     fn unreachable_swtpm_is_reported_not_fatal() {
         let fx = Fixture::new();
         // Port 1 on loopback: nothing listens there.
-        let src = TpmSource::Swtpm { host: "127.0.0.1".into(), port: 1 };
+        let src = TpmSource::Swtpm {
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
         let t = probe(&fx.root(), &src).unwrap();
-        assert!(t.unreachable.unwrap().contains("swtpm:host=127.0.0.1,port=1"));
+        assert!(t
+            .unreachable
+            .unwrap()
+            .contains("swtpm:host=127.0.0.1,port=1"));
     }
 }

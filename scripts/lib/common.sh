@@ -1,0 +1,59 @@
+# Shared by the scripts in scripts/: package installation and messages.
+# Sourced, not run.
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# Install the Debian packages given, if any is missing. Needs root (or
+# sudo); without either it says what to install and goes on.
+ensure_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo=(sudo)
+    else
+      say "missing packages: ${missing[*]} (not root and no sudo: install them yourself)"
+      return 0
+    fi
+  fi
+  say "installing: ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The system packages the agent and its tests use.
+AGENT_PACKAGES=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools iproute2)
+
+# Start a swtpm on free loopback ports with its state in $1; prints the TCTI.
+start_swtpm() {
+  local state=$1 port
+  port=$(python3 -c 'import socket
+for _ in range(100):
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()')
+  swtpm socket --tpm2 --flags not-need-init,startup-clear \
+    --tpmstate dir="$state" \
+    --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+    --pid file="$state/swtpm.pid" --daemon
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
+    sleep 0.05
+  done
+  echo "swtpm:host=127.0.0.1,port=$port"
+}
+
+stop_swtpm() {
+  local state=$1
+  [ -f "$state/swtpm.pid" ] && kill "$(cat "$state/swtpm.pid")" 2>/dev/null || true
+}
