@@ -142,24 +142,55 @@ impl ProbeOptions {
 }
 
 /// Probe the machine. Never fails as a whole: errors live in their sections.
+///
+/// Sections are independent, so each runs on its own thread: the probe
+/// takes as long as its slowest section rather than their sum.
 pub fn probe(opts: &ProbeOptions) -> Inventory {
     let root = &opts.root;
-    let run = |name: SectionName| opts.wants(name);
-    Inventory {
-        schema: SCHEMA_VERSION.to_string(),
-        probed_at_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        cpu: run(SectionName::Cpu).then(|| cpu::probe(root).into()),
-        memory: run(SectionName::Memory).then(|| memory::probe(root).into()),
-        storage: run(SectionName::Storage).then(|| storage::probe(root).into()),
-        network: run(SectionName::Network).then(|| network::probe(root).into()),
-        gpus: run(SectionName::Gpus).then(|| gpu::probe(root).into()),
-        tpm: run(SectionName::Tpm).then(|| tpm::probe(root, &opts.tpm).into()),
-        platform: run(SectionName::Platform).then(|| platform::probe(root).into()),
-        system: run(SectionName::System).then(|| system::probe(root).into()),
-    }
+    std::thread::scope(|s| {
+        // Start a section on its own thread when it was asked for.
+        macro_rules! spawn {
+            ($name:expr, $f:expr) => {
+                opts.wants($name).then(|| s.spawn(move || Section::from($f)))
+            };
+        }
+        let cpu = spawn!(SectionName::Cpu, cpu::probe(root));
+        let memory = spawn!(SectionName::Memory, memory::probe(root));
+        let storage = spawn!(SectionName::Storage, storage::probe(root));
+        let network = spawn!(SectionName::Network, network::probe(root));
+        let gpus = spawn!(SectionName::Gpus, gpu::probe(root));
+        let tpm = spawn!(SectionName::Tpm, tpm::probe(root, &opts.tpm));
+        let platform = spawn!(SectionName::Platform, platform::probe(root));
+        let system = spawn!(SectionName::System, system::probe(root));
+        Inventory {
+            schema: SCHEMA_VERSION.to_string(),
+            probed_at_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            cpu: cpu.map(join),
+            memory: memory.map(join),
+            storage: storage.map(join),
+            network: network.map(join),
+            gpus: gpus.map(join),
+            tpm: tpm.map(join),
+            platform: platform.map(join),
+            system: system.map(join),
+        }
+    })
+}
+
+/// A section whose thread panicked becomes that section's error, so one
+/// bad parser cannot take the whole inventory down.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Section<T>>) -> Section<T> {
+    h.join().unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Section::Error(format!("internal error while probing: {msg}"))
+    })
 }
 
 impl Inventory {

@@ -40,7 +40,11 @@ pub struct Link {
     pub admin_up: bool,
     pub loopback: bool,
     pub driver: Option<String>,
+    /// Bus address of the underlying device (PCI "0000:3b:00.0", "virtio2", ...).
+    pub bus_id: Option<String>,
     pub speed_mbps: Option<u32>,
+    /// "full" or "half", when the link negotiated one.
+    pub duplex: Option<String>,
     pub addresses: Vec<Address>,
 }
 
@@ -224,7 +228,9 @@ fn link_from(root: &Root, m: &LinkMessage) -> Link {
         admin_up: m.header.flags.contains(LinkFlags::Up),
         loopback: m.header.flags.contains(LinkFlags::Loopback),
         driver: None,
+        bus_id: None,
         speed_mbps: None,
+        duplex: None,
         addresses: Vec::new(),
     };
     for a in &m.attributes {
@@ -249,6 +255,10 @@ fn link_from(root: &Root, m: &LinkMessage) -> Link {
     }
     let sys = format!("/sys/class/net/{}", link.name);
     link.driver = root.link_name(format!("{sys}/device/driver"));
+    link.bus_id = root.link_name(format!("{sys}/device"));
+    link.duplex = root
+        .value(format!("{sys}/duplex"))
+        .filter(|d| d == "full" || d == "half");
     // The kernel reports -1 (or fails the read) when the speed is unknown.
     link.speed_mbps = root
         .parse::<i64>(format!("{sys}/speed"))

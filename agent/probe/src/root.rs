@@ -108,17 +108,10 @@ impl Root {
             .ok()
             .map(|t| t.to_string_lossy().into_owned())
     }
-
-    /// Resolved absolute path (for sysfs device paths), as a string.
-    pub fn canonical(&self, abs: impl AsRef<Path>) -> Option<String> {
-        std::fs::canonicalize(self.path(abs))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-    }
 }
 
 /// Parse "key: value" or "key=value" style lines into pairs.
-pub fn key_values<'a>(text: &'a str, sep: char) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+pub fn key_values(text: &str, sep: char) -> impl Iterator<Item = (&str, &str)> {
     text.lines().filter_map(move |l| {
         let (k, v) = l.split_once(sep)?;
         Some((k.trim(), v.trim()))

@@ -25,6 +25,7 @@ pub struct Disk {
     pub vendor: Option<String>,
     pub serial: Option<String>,
     pub wwn: Option<String>,
+    pub firmware_revision: Option<String>,
     pub size_bytes: u64,
     /// "nvme", "ssd", "hdd" or "virtual" (no backing device: zram, dm, md).
     pub media: String,
@@ -180,7 +181,8 @@ pub fn probe(root: &Root) -> Result<Storage, ProbeError> {
         let dev = root.value(format!("{d}/dev"));
         let udev = udev_props(root, dev.as_deref());
         let has_device = root.exists(format!("{d}/device"));
-        let device_path = root.canonical(format!("{d}/device")).unwrap_or_default();
+        // /sys/block/<name> links into the device tree: its target names the bus path.
+        let device_path = root.link_target(&d).unwrap_or_default();
         let first = |paths: &[String], key: &str| {
             paths
                 .iter()
@@ -225,6 +227,10 @@ pub fn probe(root: &Root) -> Result<Storage, ProbeError> {
                 "ID_SERIAL_SHORT",
             ),
             wwn: first(&[format!("{d}/wwid"), format!("{d}/device/wwid")], "ID_WWN"),
+            firmware_revision: first(
+                &[format!("{d}/device/firmware_rev"), format!("{d}/device/rev")],
+                "ID_REVISION",
+            ),
             size_bytes: root.parse::<u64>(format!("{d}/size")).unwrap_or(0) * 512,
             media: media.to_string(),
             transport,
@@ -251,6 +257,7 @@ mod tests {
         fx.dir(dev)
             .file(&format!("{dev}/model"), "Samsung SSD 980 PRO 1TB  \n")
             .file(&format!("{dev}/serial"), "S5GXNF0R123456\n")
+            .file(&format!("{dev}/firmware_rev"), "5B2QGXA7\n")
             .symlink(
                 "/sys/block/nvme0n1/device",
                 fx.dir.path().join(dev.trim_start_matches('/')),
@@ -287,6 +294,7 @@ mod tests {
         assert_eq!(d.model.as_deref(), Some("Samsung SSD 980 PRO 1TB"));
         assert_eq!(d.serial.as_deref(), Some("S5GXNF0R123456"));
         assert_eq!(d.wwn.as_deref(), Some("eui.002538b111b22222"));
+        assert_eq!(d.firmware_revision.as_deref(), Some("5B2QGXA7"));
         assert_eq!(d.size_bytes, 1953525168 * 512);
         assert_eq!(
             (d.media.as_str(), d.transport.as_deref()),
@@ -312,10 +320,8 @@ mod tests {
         let dev = "/sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0";
         fx.file(&format!("{dev}/model"), "ST4000NM0035-1V4\n")
             .file(&format!("{dev}/vendor"), "ATA     \n")
-            .symlink(
-                "/sys/block/sda/device",
-                fx.dir.path().join(dev.trim_start_matches('/')),
-            )
+            .symlink("/sys/block/sda", format!("../..{dev}/block/sda"))
+            .symlink(&format!("{dev}/block/sda/device"), "../..")
             .file("/sys/block/sda/dev", "8:0\n")
             .file("/sys/block/sda/size", "7814037168\n")
             .file("/sys/block/sda/queue/rotational", "1\n")
