@@ -25,22 +25,27 @@ ensure_packages() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# rustfmt and clippy come with rustup's default profile; add them if not.
+ensure_rust_components() {
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null 2>&1 && rustup component add rustfmt clippy
+  fi
+}
+
 # The system packages the agent and its tests use.
 AGENT_PACKAGES=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools iproute2)
 
 # Start a swtpm on free loopback ports with its state in $1; prints the TCTI.
 start_swtpm() {
   local state=$1 port
-  port=$(python3 -c 'import socket
-for _ in range(100):
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()')
+  for _ in $(seq 200); do
+    port=$((20000 + RANDOM % 40000))
+    # Both ports free: nothing accepts a connection on either.
+    if ! (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null &&
+       ! (exec 3<>/dev/tcp/127.0.0.1/$((port + 1))) 2>/dev/null; then
+      break
+    fi
+  done
   swtpm socket --tpm2 --flags not-need-init,startup-clear \
     --tpmstate dir="$state" \
     --server type=tcp,port="$port",bindaddr=127.0.0.1 \
