@@ -151,7 +151,8 @@ pub fn probe(opts: &ProbeOptions) -> Inventory {
         // Start a section on its own thread when it was asked for.
         macro_rules! spawn {
             ($name:expr, $f:expr) => {
-                opts.wants($name).then(|| s.spawn(move || Section::from($f)))
+                opts.wants($name)
+                    .then(|| s.spawn(move || Section::from($f)))
             };
         }
         let cpu = spawn!(SectionName::Cpu, cpu::probe(root));

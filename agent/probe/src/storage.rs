@@ -228,7 +228,10 @@ pub fn probe(root: &Root) -> Result<Storage, ProbeError> {
             ),
             wwn: first(&[format!("{d}/wwid"), format!("{d}/device/wwid")], "ID_WWN"),
             firmware_revision: first(
-                &[format!("{d}/device/firmware_rev"), format!("{d}/device/rev")],
+                &[
+                    format!("{d}/device/firmware_rev"),
+                    format!("{d}/device/rev"),
+                ],
                 "ID_REVISION",
             ),
             size_bytes: root.parse::<u64>(format!("{d}/size")).unwrap_or(0) * 512,
