@@ -261,3 +261,71 @@ mod tests {
 
     const KDFA_VECTOR: &str = "97f1ccec355e7643a61c69d29ad6404d";
 }
+
+/// Verifier: make a challenge for the EK and AK an envelope presents.
+/// Returns what to send and what to keep (only the secret's hash).
+pub fn issue(
+    ek_public: &[u8],
+    ak_public: &[u8],
+    now_unix: u64,
+    rng: &mut impl CryptoRngCore,
+) -> Result<(Challenge, Pending), VerifyError> {
+    let ak = tpm::parse_public(ak_public)?;
+    if ak.attributes & (tpm::ATTR_RESTRICTED | tpm::ATTR_SIGN | tpm::ATTR_FIXED_TPM)
+        != tpm::ATTR_RESTRICTED | tpm::ATTR_SIGN | tpm::ATTR_FIXED_TPM
+    {
+        return Err(VerifyError::Malformed(
+            "the AK is not a restricted fixedTPM signing key".into(),
+        ));
+    }
+    let ak_name = tpm::name(ak_public)?;
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut secret);
+    let made = make_credential(ek_public, &ak_name, &secret, rng)?;
+    let ek = ek_id(ek_public);
+    let challenge = Challenge {
+        version: CHALLENGE_VERSION.into(),
+        ek_public_sha256: ek.clone(),
+        ak_name: hex::encode(&ak_name),
+        credential_blob: crate::format::b64(&made.credential_blob),
+        encrypted_secret: crate::format::b64(&made.encrypted_secret),
+    };
+    let pending = Pending {
+        version: CHALLENGE_VERSION.into(),
+        ek_public_sha256: ek,
+        ak_name: hex::encode(&ak_name),
+        secret_sha256: hex::encode(Sha256::digest(secret)),
+        issued_unix: now_unix,
+    };
+    Ok((challenge, pending))
+}
+
+/// Verifier: accept a node's answer to a pending challenge.
+pub fn accept(
+    pending: &Pending,
+    response: &Response,
+    now_unix: u64,
+) -> Result<Activation, VerifyError> {
+    if response.version != RESPONSE_VERSION {
+        return Err(VerifyError::Unsupported(format!(
+            "response version '{}'",
+            response.version
+        )));
+    }
+    if response.ak_name != pending.ak_name {
+        return Err(VerifyError::Malformed(
+            "the response names another AK than the challenge".into(),
+        ));
+    }
+    let secret = crate::format::unhex("secret", &response.secret)?;
+    if hex::encode(Sha256::digest(&secret)) != pending.secret_sha256 {
+        return Err(VerifyError::Malformed(
+            "wrong secret: the AK is not in the TPM that holds this EK".into(),
+        ));
+    }
+    Ok(Activation {
+        ek_public_sha256: pending.ek_public_sha256.clone(),
+        ak_name: pending.ak_name.clone(),
+        activated_unix: now_unix,
+    })
+}

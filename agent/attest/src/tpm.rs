@@ -1,0 +1,375 @@
+//! The node's TPM through tss-esapi: the endorsement key and its
+//! certificate, a restricted ECC P-256 attestation key persisted as blobs
+//! across runs, PCR reads, quotes, and ActivateCredential.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use tss_esapi::abstraction::{ak, ek, pcr, AsymmetricAlgorithmSelection, DefaultKey};
+use tss_esapi::attributes::SessionAttributesBuilder;
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{
+    AuthHandle, KeyHandle, ObjectHandle, PersistentTpmHandle, SessionHandle, TpmHandle,
+};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, SignatureSchemeAlgorithm};
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{
+    Data, EncryptedSecret, IdObject, PcrSelectionListBuilder, PcrSlot, Private, Public,
+    SignatureScheme, SymmetricDefinition,
+};
+use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig, TctiNameConf};
+use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::Context;
+
+use crate::{files, AttestError};
+
+/// Where swtpm_setup and most platforms persist the RSA 2048 EK.
+const EK_RSA_PERSISTENT: u32 = 0x8101_0001;
+pub const AK_FILE: &str = "ak.json";
+
+/// The AK's blobs, loadable only under the EK they were created under.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AkBlobs {
+    /// Hex SHA-256 of the EK's TPMT_PUBLIC this AK belongs to.
+    ek_public_sha256: String,
+    /// Base64 TPMT_PUBLIC.
+    public: String,
+    /// Base64 TPM2B_PRIVATE contents (encrypted by the TPM; useless elsewhere).
+    private: String,
+}
+
+/// An open TPM with the EK and AK loaded.
+pub struct Tpm {
+    ctx: Context,
+    ek: KeyHandle,
+    ek_transient: bool,
+    ak: KeyHandle,
+    pub ek_public: Vec<u8>,
+    pub ek_certificate: Option<Vec<u8>>,
+    pub ak_public: Vec<u8>,
+    pub ak_created: bool,
+    pub tcti: String,
+}
+
+impl std::fmt::Debug for Tpm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tpm")
+            .field("tcti", &self.tcti)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tcti_conf(tcti: &probe::TpmSource) -> Result<TctiNameConf, AttestError> {
+    let bad = |e: tss_esapi::Error| AttestError::Invalid(format!("bad TCTI '{tcti}': {e}"));
+    match tcti {
+        probe::TpmSource::Device(p) => {
+            if !p.exists() {
+                return Err(AttestError::NoTpm {
+                    tcti: tcti.to_string(),
+                    why: format!("{} does not exist", p.display()),
+                });
+            }
+            Ok(TctiNameConf::Device(
+                DeviceConfig::from_str(&p.to_string_lossy()).map_err(bad)?,
+            ))
+        }
+        probe::TpmSource::Swtpm { host, port } => Ok(TctiNameConf::Swtpm(
+            NetworkTPMConfig::from_str(&format!("host={host},port={port}")).map_err(bad)?,
+        )),
+        probe::TpmSource::None => Err(AttestError::NoTpm {
+            tcti: "none".into(),
+            why: "attestation needs a TPM".into(),
+        }),
+    }
+}
+
+impl Tpm {
+    /// Open the TPM, load the EK (persistent, or created from the standard
+    /// template) and the AK from `state_dir`, creating the AK on first use.
+    pub fn open(tcti: &probe::TpmSource, state_dir: &Path) -> Result<Tpm, AttestError> {
+        let conf = tcti_conf(tcti)?;
+        let mut ctx = Context::new(conf).map_err(|e| AttestError::NoTpm {
+            tcti: tcti.to_string(),
+            why: e.to_string(),
+        })?;
+
+        let (ek, ek_transient) = match persistent_ek(&mut ctx) {
+            Some(h) => (h, false),
+            None => (
+                ek::create_ek_object_2(
+                    &mut ctx,
+                    AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+                    DefaultKey,
+                )
+                .map_err(AttestError::tpm("creating the endorsement key"))?,
+                true,
+            ),
+        };
+        let (ek_pub, _, _) = ctx
+            .read_public(ek)
+            .map_err(AttestError::tpm("reading the EK"))?;
+        let ek_public = ek_pub
+            .marshall()
+            .map_err(AttestError::tpm("encoding the EK"))?;
+        let ek_certificate = ek::retrieve_ek_pubcert(
+            &mut ctx,
+            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+        )
+        .ok()
+        .map(trim_der);
+
+        let mut tpm = Tpm {
+            ctx,
+            ek,
+            ek_transient,
+            ak: KeyHandle::Null,
+            ek_public,
+            ek_certificate,
+            ak_public: Vec::new(),
+            ak_created: false,
+            tcti: tcti.to_string(),
+        };
+        tpm.load_or_create_ak(&state_dir.join(AK_FILE))?;
+        Ok(tpm)
+    }
+
+    fn load_or_create_ak(&mut self, path: &Path) -> Result<(), AttestError> {
+        let ek_id = xnode_verify::credential::ek_id(&self.ek_public);
+        let corrupted = |why: String| AttestError::Corrupted {
+            path: path.to_path_buf(),
+            why,
+            consequence: "a new AK must be activated with the verifier again",
+        };
+        let (public, private) = match files::read_optional(path)? {
+            Some(bytes) => {
+                let blobs: AkBlobs = serde_json::from_slice(&bytes)
+                    .map_err(|e| corrupted(format!("not an AK file: {e}")))?;
+                if blobs.ek_public_sha256 != ek_id {
+                    return Err(AttestError::Invalid(format!(
+                        "{} holds an AK of another TPM (EK {}…, this TPM's EK is {}…): point --state-dir elsewhere or move the file away",
+                        path.display(),
+                        &blobs.ek_public_sha256.get(..16).unwrap_or(""),
+                        &ek_id[..16]
+                    )));
+                }
+                let public = Public::unmarshall(
+                    &xnode_verify::format::unb64("public", &blobs.public)
+                        .map_err(|e| corrupted(e.to_string()))?,
+                )
+                .map_err(|e| corrupted(format!("public part: {e}")))?;
+                let private = Private::try_from(
+                    xnode_verify::format::unb64("private", &blobs.private)
+                        .map_err(|e| corrupted(e.to_string()))?,
+                )
+                .map_err(|e| corrupted(format!("private part: {e}")))?;
+                (public, private)
+            }
+            None => {
+                let created = ak::create_ak_2(
+                    &mut self.ctx,
+                    self.ek,
+                    HashingAlgorithm::Sha256,
+                    AsymmetricAlgorithmSelection::Ecc(
+                        tss_esapi::interface_types::ecc::EccCurve::NistP256,
+                    ),
+                    SignatureSchemeAlgorithm::EcDsa,
+                    None,
+                    DefaultKey,
+                )
+                .map_err(AttestError::tpm("creating the attestation key"))?;
+                let blobs = AkBlobs {
+                    ek_public_sha256: ek_id,
+                    public: xnode_verify::format::b64(
+                        &created
+                            .out_public
+                            .marshall()
+                            .map_err(AttestError::tpm("encoding the AK"))?,
+                    ),
+                    private: xnode_verify::format::b64(created.out_private.value()),
+                };
+                let json = serde_json::to_vec_pretty(&blobs)
+                    .map_err(|e| AttestError::Invalid(e.to_string()))?;
+                files::write_private(path, &json)?;
+                self.ak_created = true;
+                (created.out_public, created.out_private)
+            }
+        };
+        self.ak = ak::load_ak(&mut self.ctx, self.ek, None, private, public).map_err(
+            AttestError::tpm("loading the attestation key (was the TPM cleared?)"),
+        )?;
+        let (ak_pub, _, _) = self
+            .ctx
+            .read_public(self.ak)
+            .map_err(AttestError::tpm("reading the AK"))?;
+        self.ak_public = ak_pub
+            .marshall()
+            .map_err(AttestError::tpm("encoding the AK"))?;
+        Ok(())
+    }
+
+    /// Read the sha256 PCRs `indices`.
+    pub fn read_pcrs(&mut self, indices: &[u8]) -> Result<Vec<(u8, Vec<u8>)>, AttestError> {
+        let slots = slots(indices)?;
+        let sel = PcrSelectionListBuilder::new()
+            .with_selection(HashingAlgorithm::Sha256, &slots)
+            .build()
+            .map_err(AttestError::tpm("selecting PCRs"))?;
+        let data = pcr::read_all(&mut self.ctx, sel).map_err(AttestError::tpm("reading PCRs"))?;
+        let bank = data
+            .pcr_bank(HashingAlgorithm::Sha256)
+            .ok_or_else(|| AttestError::Invalid("the TPM has no active sha256 PCR bank".into()))?;
+        indices
+            .iter()
+            .zip(&slots)
+            .map(|(i, s)| {
+                bank.get_digest(*s)
+                    .map(|d| (*i, d.value().to_vec()))
+                    .ok_or_else(|| {
+                        AttestError::Invalid(format!("PCR {i} missing from the TPM's answer"))
+                    })
+            })
+            .collect()
+    }
+
+    /// Quote the sha256 PCRs `indices` with `qualifying_data`; returns the
+    /// TPMS_ATTEST and TPMT_SIGNATURE bytes.
+    pub fn quote(
+        &mut self,
+        indices: &[u8],
+        qualifying_data: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), AttestError> {
+        let sel = PcrSelectionListBuilder::new()
+            .with_selection(HashingAlgorithm::Sha256, &slots(indices)?)
+            .build()
+            .map_err(AttestError::tpm("selecting PCRs"))?;
+        let data = Data::try_from(qualifying_data.to_vec())
+            .map_err(AttestError::tpm("qualifying data"))?;
+        let ak = self.ak;
+        let (attest, sig) = self
+            .ctx
+            .execute_with_nullauth_session(|ctx| ctx.quote(ak, data, SignatureScheme::Null, sel))
+            .map_err(AttestError::tpm("quoting"))?;
+        Ok((
+            attest
+                .marshall()
+                .map_err(AttestError::tpm("encoding the quote"))?,
+            sig.marshall()
+                .map_err(AttestError::tpm("encoding the signature"))?,
+        ))
+    }
+
+    /// TPM2_ActivateCredential: unwrap a verifier's credential for this AK.
+    pub fn activate_credential(
+        &mut self,
+        credential_blob: Vec<u8>,
+        encrypted_secret: Vec<u8>,
+    ) -> Result<Vec<u8>, AttestError> {
+        let blob =
+            IdObject::try_from(credential_blob).map_err(AttestError::tpm("credential blob"))?;
+        let secret = EncryptedSecret::try_from(encrypted_secret)
+            .map_err(AttestError::tpm("encrypted secret"))?;
+        // The EK's policy requires PolicySecret(TPM_RH_ENDORSEMENT).
+        let policy = self
+            .ctx
+            .start_auth_session(
+                None,
+                None,
+                None,
+                SessionType::Policy,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
+            .map_err(AttestError::tpm("starting a policy session"))?
+            .ok_or_else(|| AttestError::Invalid("the TPM returned no session".into()))?;
+        let (attrs, mask) = SessionAttributesBuilder::new()
+            .with_decrypt(true)
+            .with_encrypt(true)
+            .build();
+        self.ctx
+            .tr_sess_set_attributes(policy, attrs, mask)
+            .map_err(AttestError::tpm("session attributes"))?;
+        let policy_session =
+            PolicySession::try_from(policy).map_err(AttestError::tpm("policy session"))?;
+        self.ctx
+            .execute_with_nullauth_session(|ctx| {
+                ctx.policy_secret(
+                    policy_session,
+                    AuthHandle::Endorsement,
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                    None,
+                )
+            })
+            .map_err(AttestError::tpm("satisfying the EK policy"))?;
+        let (ak, ek) = (self.ak, self.ek);
+        let out = self
+            .ctx
+            .execute_with_sessions((Some(AuthSession::Password), Some(policy), None), |ctx| {
+                ctx.activate_credential(ak, ek, blob, secret)
+            })
+            .map_err(AttestError::tpm(
+                "activating the credential (not made for this TPM's EK and AK?)",
+            ));
+        let _ = self
+            .ctx
+            .flush_context(ObjectHandle::from(SessionHandle::from(policy)));
+        Ok(out?.value().to_vec())
+    }
+}
+
+impl Drop for Tpm {
+    fn drop(&mut self) {
+        let _ = self.ctx.flush_context(ObjectHandle::from(self.ak));
+        if self.ek_transient {
+            let _ = self.ctx.flush_context(ObjectHandle::from(self.ek));
+        }
+    }
+}
+
+fn persistent_ek(ctx: &mut Context) -> Option<KeyHandle> {
+    let handle = PersistentTpmHandle::new(EK_RSA_PERSISTENT).ok()?;
+    let obj = ctx
+        .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(handle)))
+        .ok()?;
+    let key = KeyHandle::from(obj);
+    // Only a restricted decryption key in the endorsement hierarchy is an EK.
+    let (public, _, _) = ctx.read_public(key).ok()?;
+    let attrs = public.object_attributes();
+    (attrs.restricted() && attrs.decrypt() && !attrs.sign_encrypt()).then_some(key)
+}
+
+fn slots(indices: &[u8]) -> Result<Vec<PcrSlot>, AttestError> {
+    indices
+        .iter()
+        .map(|i| {
+            if *i >= 24 {
+                return Err(AttestError::Invalid(format!(
+                    "PCR {i} does not exist (0-23)"
+                )));
+            }
+            PcrSlot::try_from(1u32 << i).map_err(AttestError::tpm("PCR slot"))
+        })
+        .collect()
+}
+
+/// NV certificate areas may be padded past the DER; keep the certificate.
+fn trim_der(mut der: Vec<u8>) -> Vec<u8> {
+    if der.len() >= 4 && der[0] == 0x30 && der[1] == 0x82 {
+        let len = 4 + u16::from_be_bytes([der[2], der[3]]) as usize;
+        der.truncate(len.min(der.len()));
+    }
+    der
+}
+
+/// The measured-boot event log the kernel exposes, when readable.
+pub fn read_event_log(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok().filter(|l| !l.is_empty())
+}
+
+pub fn default_event_log() -> PathBuf {
+    PathBuf::from("/sys/kernel/security/tpm0/binary_bios_measurements")
+}
