@@ -35,9 +35,36 @@ ensure_rust_components() {
 # The system packages the agent and its tests use.
 AGENT_PACKAGES=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools iproute2)
 
-# Start a swtpm on free loopback ports with its state in $1; prints the TCTI.
+# Manufacture a software TPM in directory $1 the way a vendor would: EKs
+# persisted, EK certificates in NV, signed by a CA made here. The CA's
+# certificates end up in $1/ek-ca.pem.
+manufacture_swtpm() {
+  local d=$1
+  mkdir -p "$d/state" "$d/ca"
+  cat >"$d/localca.conf" <<CONF
+statedir = $d/ca
+signingkey = $d/ca/signkey.pem
+issuercert = $d/ca/issuercert.pem
+certserial = $d/ca/certserial
+CONF
+  printf -- '--platform-manufacturer Xnode\n--platform-version 2.1\n--platform-model QEMU\n' >"$d/localca.options"
+  cat >"$d/swtpm_setup.conf" <<CONF
+create_certs_tool = $(command -v swtpm_localca)
+create_certs_tool_config = $d/localca.conf
+create_certs_tool_options = $d/localca.options
+active_pcr_banks = sha256
+CONF
+  swtpm_setup --tpm2 --createek --create-ek-cert --create-platform-cert --overwrite \
+    --tpmstate "$d/state" --config "$d/swtpm_setup.conf" >"$d/setup.log" 2>&1 ||
+    { cat "$d/setup.log" >&2; return 1; }
+  cat "$d/ca/swtpm-localca-rootca-cert.pem" "$d/ca/issuercert.pem" >"$d/ek-ca.pem"
+}
+
+# Start a swtpm on free loopback ports over the TPM state in $1/state;
+# prints the TCTI.
 start_swtpm() {
-  local state=$1 port
+  local d=$1 port
+  mkdir -p "$d/state"
   for _ in $(seq 200); do
     port=$((20000 + RANDOM % 40000))
     # Both ports free: nothing accepts a connection on either.
@@ -47,18 +74,18 @@ start_swtpm() {
     fi
   done
   swtpm socket --tpm2 --flags not-need-init,startup-clear \
-    --tpmstate dir="$state" \
+    --tpmstate dir="$d/state" \
     --server type=tcp,port="$port",bindaddr=127.0.0.1 \
     --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-    --pid file="$state/swtpm.pid" --daemon
+    --pid file="$d/swtpm.pid" --daemon
   for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
+    (exec 3<>/dev/tcp/127.0.0.1/$((port + 1))) 2>/dev/null && break
     sleep 0.05
   done
   echo "swtpm:host=127.0.0.1,port=$port"
 }
 
 stop_swtpm() {
-  local state=$1
-  [ -f "$state/swtpm.pid" ] && kill "$(cat "$state/swtpm.pid")" 2>/dev/null || true
+  local d=$1
+  [ -f "$d/swtpm.pid" ] && kill "$(cat "$d/swtpm.pid")" 2>/dev/null || true
 }

@@ -242,26 +242,6 @@ pub fn ek_id(ek_public: &[u8]) -> String {
     hex::encode(Sha256::digest(ek_public))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kdfa_known_answer() {
-        // Independent computation (Python hmac/hashlib) of
-        // KDFa(SHA-256, key=0x00..1f, "STORAGE", "name", "", 128).
-        let key: Vec<u8> = (0u8..32).collect();
-        assert_eq!(
-            hex::encode(kdfa(&key, "STORAGE", b"name", b"", 128)),
-            KDFA_VECTOR
-        );
-        assert_eq!(kdfa(&key, "INTEGRITY", b"", b"", 256).len(), 32);
-        assert_eq!(kdfa(&key, "X", b"", b"", 520).len(), 65);
-    }
-
-    const KDFA_VECTOR: &str = "97f1ccec355e7643a61c69d29ad6404d";
-}
-
 /// Verifier: make a challenge for the EK and AK an envelope presents.
 /// Returns what to send and what to keep (only the secret's hash).
 pub fn issue(
@@ -328,4 +308,24 @@ pub fn accept(
         ak_name: pending.ak_name.clone(),
         activated_unix: now_unix,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kdfa_known_answer() {
+        // Independent computation (Python hmac/hashlib) of
+        // KDFa(SHA-256, key=0x00..1f, "STORAGE", "name", "", 128).
+        let key: Vec<u8> = (0u8..32).collect();
+        assert_eq!(
+            hex::encode(kdfa(&key, "STORAGE", b"name", b"", 128)),
+            KDFA_VECTOR
+        );
+        assert_eq!(kdfa(&key, "INTEGRITY", b"", b"", 256).len(), 32);
+        assert_eq!(kdfa(&key, "X", b"", b"", 520).len(), 65);
+    }
+
+    const KDFA_VECTOR: &str = "97f1ccec355e7643a61c69d29ad6404d";
 }

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod credential;
 pub mod ekcert;
 pub mod eventlog;
+pub mod files;
 pub mod format;
 pub mod tpm;
 mod wire;

@@ -1,14 +1,14 @@
 //! `xnode-agent`: the command line of the Xnode agent.
 
+#[cfg(feature = "attest")]
+mod cmd_attest;
+mod cmd_probe;
+mod cmd_verify;
 mod summary;
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use probe::{ProbeOptions, Root, SectionName, TpmSource};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,7 +24,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Inventory this machine's hardware first-hand (CPU, memory, disks, NICs, GPUs, TPM, platform, system).
-    Probe(ProbeArgs),
+    Probe(cmd_probe::ProbeArgs),
+    /// Show this node's identity: its PeerId and public key (never the secret).
+    #[cfg(feature = "attest")]
+    Identity(cmd_attest::IdentityArgs),
+    /// Probe and write a signed, TPM-quoted attestation envelope.
+    #[cfg(feature = "attest")]
+    Attest(cmd_attest::AttestArgs),
+    /// Verify an attestation envelope offline; prints every check. Exit 1 on any failure.
+    Verify(cmd_verify::VerifyArgs),
+    /// The credential-activation exchange that proves a node's AK shares a TPM with its EK.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// Print the JSON Schema of a document this agent writes.
     Schema {
         /// Which document: "inventory".
@@ -33,25 +44,40 @@ enum Command {
     },
 }
 
-#[derive(Debug, clap::Args)]
-struct ProbeArgs {
-    /// Print the versioned JSON document (schema: docs/inventory.md) instead of the summary.
-    #[arg(long)]
-    json: bool,
-    /// Probe only these sections (comma-separated): cpu, memory, storage, network, gpus, tpm, platform, system.
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<SectionName>,
-    /// Where to ask the TPM for its identity: device:/dev/tpmrm0, swtpm:host=H,port=P, or none.
-    #[arg(long, default_value = "device:/dev/tpmrm0", env = "XNODE_TCTI")]
-    tcti: TpmSource,
-    /// Read /proc, /sys, /run and /etc under this directory instead of / (for fixtures).
-    #[arg(long, hide = true, default_value = "/")]
-    root: PathBuf,
+#[derive(Debug, Subcommand)]
+enum CredentialCommand {
+    /// Verifier: make a challenge for the EK and AK in an envelope.
+    Challenge(cmd_verify::ChallengeArgs),
+    /// Node: answer a challenge with the TPM (ActivateCredential).
+    #[cfg(feature = "attest")]
+    Activate(cmd_attest::ActivateArgs),
+    /// Verifier: check a node's answer and record the (EK, AK) pair as activated.
+    Accept(cmd_verify::AcceptArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = match cli.command {
+        Command::Probe(a) => cmd_probe::run(a),
+        #[cfg(feature = "attest")]
+        Command::Identity(a) => cmd_attest::identity(a),
+        #[cfg(feature = "attest")]
+        Command::Attest(a) => cmd_attest::attest(a),
+        Command::Verify(a) => cmd_verify::verify(a),
+        Command::Credential(CredentialCommand::Challenge(a)) => cmd_verify::challenge(a),
+        #[cfg(feature = "attest")]
+        Command::Credential(CredentialCommand::Activate(a)) => cmd_attest::activate(a),
+        Command::Credential(CredentialCommand::Accept(a)) => cmd_verify::accept(a),
+        Command::Schema { .. } => {
+            let schema = probe::Inventory::json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
         Ok(code) => code,
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -63,52 +89,47 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-        || e.chain()
-            .filter_map(|c| c.downcast_ref::<serde_json::Error>())
-            .any(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Probe(args) => probe_cmd(args),
-        Command::Schema { .. } => {
-            let schema = probe::Inventory::json_schema();
-            println!("{}", serde_json::to_string_pretty(&schema)?);
-            Ok(ExitCode::SUCCESS)
-        }
+/// Write `bytes` to `path`, or to stdout for "-".
+pub fn write_out(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    if path.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    } else {
+        xnode_verify::files::write_private(path, bytes)
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
-fn probe_cmd(args: ProbeArgs) -> anyhow::Result<ExitCode> {
-    let opts = ProbeOptions {
-        root: Root::at(args.root),
-        tpm: args.tcti,
-        sections: args.only,
-    };
-    let inv = probe::probe(&opts);
-    if let Some(tpm) = inv.tpm.as_ref().and_then(|s| s.ok()) {
-        if tpm.software {
-            eprintln!(
-                "WARNING: the TPM at {} is a SOFTWARE TPM ({}): it is no hardware root of trust",
-                tpm.source.as_deref().unwrap_or("?"),
-                tpm.vendor_string.as_deref().unwrap_or("")
-            );
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A hex argument of 1 to 64 bytes (nonces, beacons).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hex(pub Vec<u8>);
+
+impl std::str::FromStr for Hex {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let b = hex::decode(s.trim()).map_err(|e| format!("not hex: {e}"))?;
+        if b.is_empty() || b.len() > 64 {
+            return Err(format!("{} bytes: give 1 to 64 bytes of hex", b.len()));
         }
-    }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &inv).context("writing the inventory")?;
-        writeln!(out)?;
-    } else {
-        write!(out, "{}", summary::render(&inv))?;
-    }
-    if inv.anything_read() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("xnode-agent: no section of the inventory could be read");
-        Ok(ExitCode::from(1))
+        Ok(Hex(b))
     }
 }
