@@ -2,17 +2,12 @@
 //! AK's activation (that check fails), then after the credential exchange.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use attest::{AttestOptions, Freshness};
-use testkit::{missing, Swtpm};
-use xnode_verify::credential::{self, Registry, REGISTRY_VERSION};
-use xnode_verify::{ekcert, Policy, Status};
+mod common;
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use common::{now, Node};
+use testkit::{missing, Swtpm};
+use xnode_verify::credential;
+use xnode_verify::{Policy, Status};
 
 #[test]
 fn attest_activate_verify() {
@@ -20,62 +15,135 @@ fn attest_activate_verify() {
         missing(Swtpm::NEEDS);
         return;
     }
-    let tpm = Swtpm::manufactured();
-    let state = tpm.state_dir("node");
-    let tcti: probe::TpmSource = tpm.tcti().parse().unwrap();
-    let opts = AttestOptions {
-        state_dir: state.clone(),
-        tcti: tcti.clone(),
-        freshness: Freshness::Nonce(vec![0xAB; 16]),
-        pcrs: attest::attest::DEFAULT_PCRS.to_vec(),
-        event_log: tpm.path().join("no-event-log"),
-    };
-    let out = attest::attest(&opts).expect("attest");
+    let node = Node::new();
+    let nonce = [0xAB; 16];
+    let out = attest::attest(&node.options(&nonce)).expect("attest");
     assert!(out.software_tpm && out.created_identity && out.created_ak && out.has_ek_certificate);
 
-    let cas = ekcert::parse_pem_bundle(
-        &std::fs::read_to_string(tpm.ca_bundle.as_ref().unwrap()).unwrap(),
-    )
-    .unwrap();
-    let mut policy = Policy {
-        ek_cas: cas,
-        nonce: Some(vec![0xAB; 16]),
+    let unactivated = Policy {
+        ek_cas: node.cas(),
+        nonce: Some(nonce.to_vec()),
         now_unix: now(),
         ..Default::default()
     };
-    let outcome = xnode_verify::verify(&out.envelope, &policy);
-    for c in &outcome.checks {
-        eprintln!("{:<16} {:?} {}", c.name, c.status, c.detail);
-    }
-    let failed: Vec<_> = outcome.failed().map(|c| c.name).collect();
+    let failed: Vec<_> = xnode_verify::verify(&out.envelope, &unactivated)
+        .failed()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(failed, ["ak_activation"]);
 
-    // The credential exchange: verifier issues, node activates, verifier accepts.
-    let env: xnode_verify::Envelope = serde_json::from_slice(&out.envelope).unwrap();
-    let ek_pub = xnode_verify::format::unb64("", &env.tpm.ek_public).unwrap();
-    let ak_pub = xnode_verify::format::unb64("", &env.tpm.ak_public).unwrap();
-    let (challenge, pending) =
-        credential::issue(&ek_pub, &ak_pub, now(), &mut rand_core::OsRng).unwrap();
-    let response = attest::activate(&state, &tcti, &challenge).expect("activate");
-    let activation = credential::accept(&pending, &response, now()).expect("accept");
-    policy.activations = Some(Registry {
-        version: REGISTRY_VERSION.into(),
-        activations: vec![activation],
-    });
-
+    let policy = node.policy(&out.envelope, &nonce);
     let outcome = xnode_verify::verify(&out.envelope, &policy);
     let failed: Vec<_> = outcome
         .failed()
         .map(|c| (c.name, c.detail.clone()))
         .collect();
     assert!(outcome.ok, "{failed:?}");
-    assert!(outcome
+    for name in [
+        "node_signature",
+        "quote_signature",
+        "binding",
+        "pcr_digest",
+        "ek_certificate",
+        "ak_activation",
+        "freshness",
+    ] {
+        assert!(
+            outcome
+                .checks
+                .iter()
+                .any(|c| c.name == name && c.status == Status::Pass),
+            "{name} did not pass"
+        );
+    }
+    assert!(outcome.report.unwrap().software_tpm);
+
+    // The AK and identity persist: a second attestation reuses them, with the next sequence.
+    let again = attest::attest(&node.options(&nonce)).expect("attest again");
+    assert!(!again.created_ak && !again.created_identity);
+    assert_eq!(again.sequence, 2);
+    assert!(xnode_verify::verify(&again.envelope, &policy).ok);
+}
+
+#[test]
+fn wrong_secret_is_refused() {
+    if !Swtpm::available() {
+        missing(Swtpm::NEEDS);
+        return;
+    }
+    let node = Node::new();
+    let env = node.attest(&[1; 8]);
+    let v: xnode_verify::Envelope = serde_json::from_slice(&env).unwrap();
+    let ek = xnode_verify::format::unb64("", &v.tpm.ek_public).unwrap();
+    let ak = xnode_verify::format::unb64("", &v.tpm.ak_public).unwrap();
+    let (challenge, pending) = credential::issue(&ek, &ak, now(), &mut rand_core::OsRng).unwrap();
+    let mut response = attest::activate(&node.state, &node.tcti, &challenge).unwrap();
+    assert!(credential::accept(&pending, &response, now()).is_ok());
+    response.secret = hex::encode([0u8; 32]);
+    let err = credential::accept(&pending, &response, now())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("wrong secret"), "{err}");
+}
+
+#[test]
+fn a_blank_tpm_without_ek_certificate_attests_but_cannot_be_traced() {
+    if !Swtpm::available() {
+        missing(Swtpm::NEEDS);
+        return;
+    }
+    // No swtpm_setup: no persisted EK, no certificate in NV; the EK comes
+    // from the standard template.
+    let tpm = Swtpm::blank();
+    let opts = attest::AttestOptions {
+        state_dir: tpm.state_dir("node"),
+        tcti: tpm.tcti().parse().unwrap(),
+        freshness: attest::Freshness::Beacon(vec![0xBE; 32]),
+        pcrs: vec![0, 7],
+        event_log: tpm.path().join("none"),
+    };
+    let out = attest::attest(&opts).expect("attest");
+    assert!(!out.has_ek_certificate);
+    let policy = Policy {
+        beacon: Some(vec![0xBE; 32]),
+        now_unix: now(),
+        ..Default::default()
+    };
+    let outcome = xnode_verify::verify(&out.envelope, &policy);
+    let ek = outcome
         .checks
         .iter()
-        .any(|c| c.name == "ek_certificate" && c.status == Status::Pass));
+        .find(|c| c.name == "ek_certificate")
+        .unwrap();
+    assert_eq!(ek.status, Status::Fail);
+    assert!(ek.detail.contains("no EK certificate"), "{}", ek.detail);
+    let fresh = outcome
+        .checks
+        .iter()
+        .find(|c| c.name == "freshness")
+        .unwrap();
+    assert_eq!(fresh.status, Status::Pass, "{}", fresh.detail);
+}
 
-    // A wrong secret is refused.
-    let mut wrong = response.clone();
-    wrong.secret = hex::encode([0u8; 32]);
-    assert!(credential::accept(&pending, &wrong, now()).is_err());
+#[test]
+fn no_tpm_is_one_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = attest::AttestOptions {
+        state_dir: dir.path().join("node"),
+        tcti: probe::TpmSource::Device("/nonexistent/tpmrm0".into()),
+        freshness: attest::Freshness::Nonce(vec![1]),
+        pcrs: vec![0],
+        event_log: dir.path().join("none"),
+    };
+    let err = attest::attest(&opts).unwrap_err().to_string();
+    assert!(
+        err.contains("no TPM at device:/nonexistent/tpmrm0") && err.contains("--tcti"),
+        "{err}"
+    );
+    // The identity key is created before the TPM is opened; nothing else is.
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("node"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["node.key"]);
 }

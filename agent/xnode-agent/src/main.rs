@@ -56,6 +56,11 @@ enum CredentialCommand {
 }
 
 fn main() -> ExitCode {
+    // libtss2 logs expected probes (e.g. "no persistent EK here") as errors;
+    // the agent reports what matters itself. TSS2_LOG still overrides.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+NONE");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Probe(a) => cmd_probe::run(a),

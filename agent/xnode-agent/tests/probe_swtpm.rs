@@ -5,59 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{agent, free_port_pair, have, json, missing, run_ok};
-
-struct Swtpm {
-    child: Child,
-    port: u16,
-    _state: tempfile::TempDir,
-}
-
-impl Swtpm {
-    fn start() -> Swtpm {
-        let state = tempfile::tempdir().expect("tempdir");
-        let port = free_port_pair();
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
-            .arg("--tpmstate")
-            .arg(format!("dir={}", state.path().display()))
-            .args([
-                "--server",
-                &format!("type=tcp,port={port},bindaddr=127.0.0.1"),
-            ])
-            .args([
-                "--ctrl",
-                &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start swtpm");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "swtpm did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Swtpm {
-            child,
-            port,
-            _state: state,
-        }
-    }
-
-    fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{agent, have, json, missing, run_ok};
+use testkit::Swtpm;
 
 /// `raw:` value of one property in `tpm2_getcap properties-fixed` output.
 fn getcap_raw(text: &str, prop: &str) -> u32 {
@@ -84,7 +35,7 @@ fn tpm_identity_matches_tpm2_tools_on_the_same_swtpm() {
         missing("swtpm and tpm2-tools (Debian: swtpm tpm2-tools)");
         return;
     }
-    let tpm = Swtpm::start();
+    let tpm = Swtpm::blank();
     let reference =
         run_ok(Command::new("tpm2_getcap").args(["-T", &tpm.tcti(), "properties-fixed"]));
     let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
@@ -147,7 +98,7 @@ fn a_tpm_that_goes_away_is_reported_in_the_section() {
         missing("swtpm (Debian: swtpm)");
         return;
     }
-    let tpm = Swtpm::start();
+    let tpm = Swtpm::blank();
     let tcti = tpm.tcti();
     drop(tpm);
     let out = run_ok(agent().args(["probe", "--json", "--only", "tpm", "--tcti", &tcti]));

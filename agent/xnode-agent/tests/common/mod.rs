@@ -21,41 +21,14 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// When a real part this test needs is missing: fail under
-/// `XNODE_REQUIRE_REAL=1` (set by scripts/test, which installs them),
-/// otherwise say loudly that the test was skipped and why.
-pub fn missing(what: &str) -> bool {
-    if std::env::var_os("XNODE_REQUIRE_REAL").is_some_and(|v| v == "1") {
-        panic!("required for this test but unavailable: {what}");
-    }
-    eprintln!("SKIPPED (not run): {what}");
-    true
-}
-
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+#[allow(unused_imports)]
+pub use testkit::{have, missing};
 
 pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// Two consecutive free TCP ports on loopback (swtpm's server and control).
-pub fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = l.local_addr().expect("addr").port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair on loopback");
 }
 
 pub fn json(out: &Output) -> serde_json::Value {
