@@ -114,7 +114,7 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
             value: hex::encode(fresh),
         },
         software_tpm,
-        inventory: serde_json::to_value(&inventory)
+        inventory: serde_json::value::to_raw_value(&inventory)
             .map_err(|e| AttestError::Invalid(e.to_string()))?,
     };
     // Serialized once: these exact bytes are signed, quoted and shipped.

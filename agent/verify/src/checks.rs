@@ -12,6 +12,19 @@ use crate::format::{self, Envelope, FreshnessKind, Report};
 use crate::tpm::{self, PublicKey, Signature, TPM_ALG_SHA256};
 use crate::{ekcert, eventlog, VerifyError};
 
+/// EK certificate chains already verified against this policy's anchors,
+/// by SHA-256 of the certificate: a verifier sees the same EK in every
+/// attestation of a node, and the chain's signatures need checking once.
+#[derive(Debug, Default)]
+pub struct ChainCache(std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>);
+
+impl Clone for ChainCache {
+    // A changed policy (e.g. other anchors) starts with an empty cache.
+    fn clone(&self) -> Self {
+        ChainCache::default()
+    }
+}
+
 /// What the caller requires of an envelope.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -31,6 +44,8 @@ pub struct Policy {
     pub expected_pcrs: Option<BTreeMap<u32, Vec<u8>>>,
     /// The verifier's clock.
     pub now_unix: u64,
+    /// Chains verified so far (validity periods are still checked each time).
+    pub chain_cache: ChainCache,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -369,53 +384,58 @@ fn ak_attributes(ak: &tpm::Public) -> Result<String, String> {
 }
 
 fn quote_signature(ev: &Evidence) -> Result<String, String> {
-    let digest_of = |hash: u16| tpm::hash(hash, &ev.quote_bytes).map_err(|e| e.to_string());
+    use ring::signature as sig;
+    let msg = &ev.quote_bytes;
+    let bad = |_| "the quote's signature does not verify with the AK".to_string();
     match (&ev.signature, &ev.ak.key) {
         (Signature::Ecdsa { hash, r, s }, PublicKey::Ecc { curve, x, y })
             if *curve == tpm::TPM_ECC_NIST_P256 =>
         {
-            use p256::ecdsa::signature::hazmat::PrehashVerifier;
-            let pad = |v: &[u8]| -> Result<p256::FieldBytes, String> {
-                if v.len() > 32 {
-                    return Err("ECC value longer than 32 bytes".into());
-                }
-                let mut b = [0u8; 32];
-                b[32 - v.len()..].copy_from_slice(v);
-                Ok(b.into())
-            };
-            let point = p256::EncodedPoint::from_affine_coordinates(&pad(x)?, &pad(y)?, false);
-            let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                .map_err(|_| "AK point is not on P-256".to_string())?;
-            let sig = p256::ecdsa::Signature::from_scalars(pad(r)?, pad(s)?)
-                .map_err(|e| format!("ECDSA signature: {e}"))?;
-            key.verify_prehash(&digest_of(*hash)?, &sig)
-                .map(|_| "ECDSA P-256 signature by the AK verifies".into())
-                .map_err(|_| "the quote's signature does not verify with the AK".into())
+            if *hash != TPM_ALG_SHA256 {
+                return Err(format!(
+                    "ECDSA quote hash 0x{hash:04x} (supported: SHA-256)"
+                ));
+            }
+            let alg = &sig::ECDSA_P256_SHA256_FIXED;
+            let point = [&[4u8][..], &pad32(x)?, &pad32(y)?].concat();
+            let rs = [pad32(r)?, pad32(s)?].concat();
+            sig::UnparsedPublicKey::new(alg, point)
+                .verify(msg, &rs)
+                .map_err(bad)?;
+            Ok("ECDSA P-256 signature by the AK verifies".into())
         }
         (
-            Signature::RsaSsa { hash, sig } | Signature::RsaPss { hash, sig },
+            Signature::RsaSsa { hash, sig: s } | Signature::RsaPss { hash, sig: s },
             PublicKey::Rsa { modulus, exponent },
         ) => {
-            let key = rsa::RsaPublicKey::new(
-                rsa::BigUint::from_bytes_be(modulus),
-                rsa::BigUint::from(*exponent),
-            )
-            .map_err(|e| format!("AK RSA key: {e}"))?;
             if *hash != TPM_ALG_SHA256 {
                 return Err(format!("RSA quote hash 0x{hash:04x} (supported: SHA-256)"));
             }
-            let digest = digest_of(*hash)?;
-            let ok = match ev.signature {
-                Signature::RsaSsa { .. } => {
-                    key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, sig)
-                }
-                _ => key.verify(rsa::Pss::new::<sha2::Sha256>(), &digest, sig),
+            let params = match ev.signature {
+                Signature::RsaSsa { .. } => &sig::RSA_PKCS1_2048_8192_SHA256,
+                _ => &sig::RSA_PSS_2048_8192_SHA256,
             };
-            ok.map(|_| "RSA signature by the AK verifies".into())
-                .map_err(|_| "the quote's signature does not verify with the AK".into())
+            let e = exponent.to_be_bytes();
+            sig::RsaPublicKeyComponents {
+                n: modulus.as_slice(),
+                e: &e[..],
+            }
+            .verify(params, msg, s)
+            .map_err(bad)?;
+            Ok("RSA signature by the AK verifies".into())
         }
         _ => Err("signature scheme does not match the AK's key type".into()),
     }
+}
+
+/// A P-256 field element or scalar as 32 big-endian bytes.
+fn pad32(v: &[u8]) -> Result<[u8; 32], String> {
+    if v.len() > 32 {
+        return Err("ECC value longer than 32 bytes".into());
+    }
+    let mut b = [0u8; 32];
+    b[32 - v.len()..].copy_from_slice(v);
+    Ok(b)
 }
 
 fn binding(ev: &Evidence, report: &Report, payload: &[u8]) -> Result<String, String> {
@@ -462,7 +482,28 @@ fn ek_certificate(ev: &Evidence, policy: &Policy) -> Result<String, String> {
     }
     let cert = ekcert::parse_der(der).map_err(|e| e.to_string())?;
     ekcert::certifies(&cert, &ev.ek.key)?;
-    let anchor = ekcert::verify_chain(&cert, &policy.ek_cas, policy.now_unix)?;
+    let key: [u8; 32] =
+        sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), der)).into();
+    let cached = policy
+        .chain_cache
+        .0
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).cloned());
+    let anchor = match cached {
+        Some(anchor) => {
+            ekcert::validity_ok(&cert, policy.now_unix)
+                .map_err(|e| format!("EK certificate {e}"))?;
+            anchor
+        }
+        None => {
+            let anchor = ekcert::verify_chain(&cert, &policy.ek_cas, policy.now_unix)?;
+            if let Ok(mut c) = policy.chain_cache.0.lock() {
+                c.insert(key, anchor.clone());
+            }
+            anchor
+        }
+    };
     Ok(format!(
         "EK certificate for the quoted EK chains to '{anchor}'"
     ))

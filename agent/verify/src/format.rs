@@ -60,7 +60,7 @@ pub struct TpmEvidence {
     pub event_log: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     pub schema: String,
@@ -77,8 +77,10 @@ pub struct Report {
     pub freshness: Freshness,
     /// The TPM is a software TPM: no hardware root of trust.
     pub software_tpm: bool,
-    /// The probe's inventory document (xnode.inventory/v1).
-    pub inventory: serde_json::Value,
+    /// The probe's inventory document (xnode.inventory/v1), kept as the
+    /// exact JSON it arrived as: the verifier checks signatures over it and
+    /// leaves its interpretation to the caller.
+    pub inventory: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

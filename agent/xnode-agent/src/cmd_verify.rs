@@ -122,6 +122,7 @@ fn policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
         min_sequence: args.min_sequence,
         expected_pcrs,
         now_unix: crate::now_unix(),
+        ..Default::default()
     })
 }
 
