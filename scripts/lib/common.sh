@@ -78,8 +78,10 @@ start_swtpm() {
     --server type=tcp,port="$port",bindaddr=127.0.0.1 \
     --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
     --pid file="$d/swtpm.pid" --daemon
-  for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$((port + 1))) 2>/dev/null && break
+  # swtpm opens its control socket before the TPM socket: wait for both.
+  for _ in $(seq 200); do
+    (exec 3<>/dev/tcp/127.0.0.1/$((port + 1))) 2>/dev/null &&
+      (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
     sleep 0.05
   done
   echo "swtpm:host=127.0.0.1,port=$port"

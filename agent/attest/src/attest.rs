@@ -74,13 +74,43 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
     if opts.pcrs.is_empty() {
         return Err(AttestError::Invalid("no PCRs selected to quote".into()));
     }
+    let timing = std::env::var_os("XNODE_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let phase = |name: &str| {
+        if timing {
+            eprintln!(
+                "attest: {name} at {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    };
     let (identity, created_identity) = NodeIdentity::load_or_create(&opts.state_dir)?;
 
-    // Probe before opening the TPM: a swtpm socket serves one client at a time.
-    let inventory = probe::probe(&probe::ProbeOptions {
+    // The TPM section first, before the TPM is opened (a swtpm socket serves
+    // one client at a time); the other sections in parallel with the TPM work.
+    let tpm_section = probe::probe(&probe::ProbeOptions {
         tpm: opts.tcti.clone(),
+        sections: vec![probe::SectionName::Tpm],
         ..Default::default()
+    })
+    .tpm;
+    let rest = std::thread::spawn(|| {
+        probe::probe(&probe::ProbeOptions {
+            tpm: probe::TpmSource::None,
+            sections: probe::SectionName::ALL
+                .into_iter()
+                .filter(|s| *s != probe::SectionName::Tpm)
+                .collect(),
+            ..Default::default()
+        })
     });
+    let tpm_open = Tpm::open(&opts.tcti, &opts.state_dir);
+    let mut inventory = rest
+        .join()
+        .map_err(|_| AttestError::Invalid("the probe thread panicked".into()))?;
+    inventory.tpm = tpm_section;
+    let mut tpm = tpm_open?;
+    phase("probed; TPM open, EK and AK loaded");
     let software_tpm = inventory
         .tpm
         .as_ref()
@@ -92,7 +122,6 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
         .and_then(|s| s.nixos.as_ref())
         .and_then(|n| n.current_system.clone());
 
-    let mut tpm = Tpm::open(&opts.tcti, &opts.state_dir)?;
     let sequence = next_sequence(&opts.state_dir)?;
     let (kind, fresh) = match &opts.freshness {
         Freshness::Nonce(n) => (FreshnessKind::Nonce, n),
@@ -123,6 +152,7 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
 
     let qualifying = quote_binding(fresh, &report_bytes);
     let (quote, signature, pcrs) = quote_stable(&mut tpm, &opts.pcrs, &qualifying)?;
+    phase("quoted");
     let sig = identity.sign(&format::pae(format::PAYLOAD_TYPE, &report_bytes));
 
     let envelope = Envelope {
@@ -174,14 +204,25 @@ fn quote_binding(freshness: &[u8], report: &[u8]) -> Vec<u8> {
 
 type QuoteParts = (Vec<u8>, Vec<u8>, Vec<(u8, Vec<u8>)>);
 
-/// Quote, with the PCR values read before and after: a PCR extended in
-/// between would make values and digest disagree, so try again.
+/// Quote, then read the PCR values: a PCR extended in between would make
+/// values and the quoted digest disagree, so check and try again.
 fn quote_stable(tpm: &mut Tpm, pcrs: &[u8], qualifying: &[u8]) -> Result<QuoteParts, AttestError> {
+    use sha2::{Digest, Sha256};
     for _ in 0..5 {
-        let before = tpm.read_pcrs(pcrs)?;
         let (quote, sig) = tpm.quote(pcrs, qualifying)?;
-        if tpm.read_pcrs(pcrs)? == before {
-            return Ok((quote, sig, before));
+        let values = tpm.read_pcrs(pcrs)?;
+        let quoted = xnode_verify::tpm::parse_quote(&quote)
+            .map_err(|e| AttestError::Invalid(format!("the TPM's quote: {e}")))?;
+        let mut sorted = values.clone();
+        sorted.sort_by_key(|(i, _)| *i);
+        let digest = Sha256::digest(
+            sorted
+                .iter()
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect::<Vec<u8>>(),
+        );
+        if quoted.pcr_digest == digest.as_slice() {
+            return Ok((quote, sig, values));
         }
     }
     Err(AttestError::Invalid(

@@ -19,9 +19,10 @@ pub enum AttestError {
     },
     #[error("no TPM at {tcti}: {why}. Pass --tcti swtpm:host=H,port=P for a software TPM, or check that the kernel's TPM driver is loaded")]
     NoTpm { tcti: String, why: String },
-    #[error("TPM {step}: {source}")]
+    #[error("TPM {step}: {source}{hint}")]
     Tpm {
         step: &'static str,
+        hint: &'static str,
         #[source]
         source: tss_esapi::Error,
     },
@@ -43,6 +44,18 @@ impl AttestError {
     }
 
     pub fn tpm(step: &'static str) -> impl FnOnce(tss_esapi::Error) -> AttestError {
-        move |source| AttestError::Tpm { step, source }
+        move |source| {
+            // TPM_RC_OBJECT_MEMORY: without a resource manager, objects other
+            // tools left loaded fill the TPM's few slots.
+            let hint = if source
+                .to_string()
+                .contains("out of memory for object contexts")
+            {
+                " (objects left loaded by other tools fill the TPM: use /dev/tpmrm0, or run `tpm2_flushcontext -t`)"
+            } else {
+                ""
+            };
+            AttestError::Tpm { step, hint, source }
+        }
     }
 }

@@ -13,7 +13,9 @@ use tss_esapi::handles::{
     AuthHandle, KeyHandle, ObjectHandle, PersistentTpmHandle, SessionHandle, TpmHandle,
 };
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, SignatureSchemeAlgorithm};
+use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::resource_handles::Provision;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
     Data, EncryptedSecret, IdObject, PcrSelectionListBuilder, PcrSlot, Private, Public,
@@ -27,7 +29,20 @@ use crate::{files, AttestError};
 
 /// Where swtpm_setup and most platforms persist the RSA 2048 EK.
 const EK_RSA_PERSISTENT: u32 = 0x8101_0001;
+/// Where the AK is made persistent (owner range), so that a run needs no
+/// policy session and Load: "XA" in the low bytes.
+pub const AK_PERSISTENT: u32 = 0x8100_5841;
 pub const AK_FILE: &str = "ak.json";
+pub const EK_CERT_FILE: &str = "ek-cert.json";
+
+/// The EK certificate read once from NV, kept beside the AK.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EkCertCache {
+    ek_public_sha256: String,
+    /// Base64 DER.
+    certificate: String,
+}
 
 /// The AK's blobs, loadable only under the EK they were created under.
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +62,7 @@ pub struct Tpm {
     ek: KeyHandle,
     ek_transient: bool,
     ak: KeyHandle,
+    ak_transient: bool,
     pub ek_public: Vec<u8>,
     pub ek_certificate: Option<Vec<u8>>,
     pub ak_public: Vec<u8>,
@@ -114,18 +130,14 @@ impl Tpm {
         let ek_public = ek_pub
             .marshall()
             .map_err(AttestError::tpm("encoding the EK"))?;
-        let ek_certificate = ek::retrieve_ek_pubcert(
-            &mut ctx,
-            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
-        )
-        .ok()
-        .map(trim_der);
+        let ek_certificate = ek_certificate(&mut ctx, &ek_public, &state_dir.join(EK_CERT_FILE));
 
         let mut tpm = Tpm {
             ctx,
             ek,
             ek_transient,
             ak: KeyHandle::Null,
+            ak_transient: true,
             ek_public,
             ek_certificate,
             ak_public: Vec::new(),
@@ -197,17 +209,46 @@ impl Tpm {
                 (created.out_public, created.out_private)
             }
         };
-        self.ak = ak::load_ak(&mut self.ctx, self.ek, None, private, public).map_err(
-            AttestError::tpm("loading the attestation key (was the TPM cleared?)"),
-        )?;
-        let (ak_pub, _, _) = self
-            .ctx
-            .read_public(self.ak)
-            .map_err(AttestError::tpm("reading the AK"))?;
-        self.ak_public = ak_pub
+        let want = public
             .marshall()
             .map_err(AttestError::tpm("encoding the AK"))?;
+        if let Some(handle) = persistent_object(&mut self.ctx, AK_PERSISTENT, &want) {
+            self.ak = handle;
+            self.ak_transient = false;
+        } else {
+            self.ak = ak::load_ak(&mut self.ctx, self.ek, None, private, public).map_err(
+                AttestError::tpm("loading the attestation key (was the TPM cleared?)"),
+            )?;
+            self.persist_ak();
+        }
+        self.ak_public = want;
         Ok(())
+    }
+
+    /// Make the loaded AK persistent when the handle is free and the owner
+    /// hierarchy has no password; otherwise keep loading it each run.
+    fn persist_ak(&mut self) {
+        let Ok(handle) = PersistentTpmHandle::new(AK_PERSISTENT) else {
+            return;
+        };
+        let taken = self
+            .ctx
+            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(handle)))
+            .is_ok();
+        if taken {
+            return; // another object lives there: never evict it
+        }
+        let ak = ObjectHandle::from(self.ak);
+        let persisted = self
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |c| {
+                c.evict_control(Provision::Owner, ak, Persistent::Persistent(handle))
+            });
+        if let Ok(obj) = persisted {
+            let _ = self.ctx.flush_context(ak);
+            self.ak = KeyHandle::from(obj);
+            self.ak_transient = false;
+        }
     }
 
     /// Read the sha256 PCRs `indices`.
@@ -323,11 +364,50 @@ impl Tpm {
 
 impl Drop for Tpm {
     fn drop(&mut self) {
-        let _ = self.ctx.flush_context(ObjectHandle::from(self.ak));
+        if self.ak_transient {
+            let _ = self.ctx.flush_context(ObjectHandle::from(self.ak));
+        }
         if self.ek_transient {
             let _ = self.ctx.flush_context(ObjectHandle::from(self.ek));
         }
     }
+}
+
+/// The object at a persistent handle, if its public area is `want`.
+fn persistent_object(ctx: &mut Context, handle: u32, want: &[u8]) -> Option<KeyHandle> {
+    let handle = PersistentTpmHandle::new(handle).ok()?;
+    let obj = ctx
+        .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(handle)))
+        .ok()?;
+    let key = KeyHandle::from(obj);
+    let (public, _, _) = ctx.read_public(key).ok()?;
+    (public.marshall().ok()? == want).then_some(key)
+}
+
+/// The EK certificate: from the cache beside the AK when it is this EK's,
+/// else from the TPM's NV (and then cached).
+fn ek_certificate(ctx: &mut Context, ek_public: &[u8], cache: &Path) -> Option<Vec<u8>> {
+    let ek_id = xnode_verify::credential::ek_id(ek_public);
+    let cached = files::read_optional(cache)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<EkCertCache>(&b).ok())
+        .filter(|c| c.ek_public_sha256 == ek_id)
+        .and_then(|c| xnode_verify::format::unb64("certificate", &c.certificate).ok());
+    if cached.is_some() {
+        return cached;
+    }
+    let der = ek::retrieve_ek_pubcert(ctx, AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048))
+        .ok()
+        .map(trim_der)?;
+    let entry = EkCertCache {
+        ek_public_sha256: ek_id,
+        certificate: xnode_verify::format::b64(&der),
+    };
+    if let Ok(json) = serde_json::to_vec_pretty(&entry) {
+        let _ = files::write_private(cache, &json);
+    }
+    Some(der)
 }
 
 fn persistent_ek(ctx: &mut Context) -> Option<KeyHandle> {

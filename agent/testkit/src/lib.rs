@@ -139,9 +139,11 @@ impl Swtpm {
             .spawn()
             .expect("start swtpm");
         let deadline = Instant::now() + Duration::from_secs(10);
-        // Probe the control port: a connection to the server port would
-        // occupy swtpm's single client slot.
-        while std::net::TcpStream::connect(("127.0.0.1", port + 1)).is_err() {
+        // swtpm opens its control socket before the TPM socket: wait for
+        // both (a probe connection is closed at once, freeing the slot).
+        while std::net::TcpStream::connect(("127.0.0.1", port + 1)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        {
             assert!(Instant::now() < deadline, "swtpm did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
