@@ -112,21 +112,21 @@ impl Tpm {
             why: e.to_string(),
         })?;
 
-        let (ek, ek_transient) = match persistent_ek(&mut ctx) {
-            Some(h) => (h, false),
-            None => (
-                ek::create_ek_object_2(
+        let (ek, ek_pub, ek_transient) = match persistent_ek(&mut ctx) {
+            Some((h, public)) => (h, public, false),
+            None => {
+                let h = ek::create_ek_object_2(
                     &mut ctx,
                     AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
                     DefaultKey,
                 )
-                .map_err(AttestError::tpm("creating the endorsement key"))?,
-                true,
-            ),
+                .map_err(AttestError::tpm("creating the endorsement key"))?;
+                let (public, _, _) = ctx
+                    .read_public(h)
+                    .map_err(AttestError::tpm("reading the EK"))?;
+                (h, public, true)
+            }
         };
-        let (ek_pub, _, _) = ctx
-            .read_public(ek)
-            .map_err(AttestError::tpm("reading the EK"))?;
         let ek_public = ek_pub
             .marshall()
             .map_err(AttestError::tpm("encoding the EK"))?;
@@ -410,7 +410,7 @@ fn ek_certificate(ctx: &mut Context, ek_public: &[u8], cache: &Path) -> Option<V
     Some(der)
 }
 
-fn persistent_ek(ctx: &mut Context) -> Option<KeyHandle> {
+fn persistent_ek(ctx: &mut Context) -> Option<(KeyHandle, Public)> {
     let handle = PersistentTpmHandle::new(EK_RSA_PERSISTENT).ok()?;
     let obj = ctx
         .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(handle)))
@@ -419,7 +419,7 @@ fn persistent_ek(ctx: &mut Context) -> Option<KeyHandle> {
     // Only a restricted decryption key in the endorsement hierarchy is an EK.
     let (public, _, _) = ctx.read_public(key).ok()?;
     let attrs = public.object_attributes();
-    (attrs.restricted() && attrs.decrypt() && !attrs.sign_encrypt()).then_some(key)
+    (attrs.restricted() && attrs.decrypt() && !attrs.sign_encrypt()).then_some((key, public))
 }
 
 fn slots(indices: &[u8]) -> Result<Vec<PcrSlot>, AttestError> {

@@ -6,8 +6,15 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Write `bytes` to `path` atomically with mode 0600.
+/// Write `bytes` to `path` atomically with mode 0600, durably (synced):
+/// for keys and state that must survive a crash.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic(path, bytes, true)
+}
+
+/// Write `bytes` to `path` atomically with mode 0600; `durable` also syncs
+/// the file and the directory (outputs that can be made again need not).
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -19,10 +26,15 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o600))?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
-    // Make the rename itself durable.
-    std::fs::File::open(dir)?.sync_all()
+    if durable {
+        // Make the rename itself durable.
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Read a file that may not exist yet.

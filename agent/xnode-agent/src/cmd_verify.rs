@@ -175,7 +175,8 @@ pub fn challenge(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
     let ak = xnode_verify::format::unb64("tpm.ak_public", &env.tpm.ak_public)?;
     let (challenge, pending) =
         credential::issue(&ek, &ak, crate::now_unix(), &mut rand_core::OsRng)?;
-    crate::write_out(&args.pending, &serde_json::to_vec_pretty(&pending)?)?;
+    xnode_verify::files::write_private(&args.pending, &serde_json::to_vec_pretty(&pending)?)
+        .with_context(|| format!("writing {}", args.pending.display()))?;
     crate::write_out(&args.out, &serde_json::to_vec_pretty(&challenge)?)?;
     eprintln!(
         "challenge for AK {}… written; send {} to the node",
@@ -205,7 +206,8 @@ pub fn accept(args: AcceptArgs) -> anyhow::Result<ExitCode> {
     if !registry.contains(&activation.ek_public_sha256, &activation.ak_name) {
         registry.activations.push(activation.clone());
     }
-    crate::write_out(&args.registry, &serde_json::to_vec_pretty(&registry)?)?;
+    xnode_verify::files::write_private(&args.registry, &serde_json::to_vec_pretty(&registry)?)
+        .with_context(|| format!("writing {}", args.registry.display()))?;
     // The challenge is spent: its secret must not be accepted twice.
     let _ = std::fs::remove_file(&args.pending);
     eprintln!(
