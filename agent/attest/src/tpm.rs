@@ -33,15 +33,19 @@ const EK_RSA_PERSISTENT: u32 = 0x8101_0001;
 /// policy session and Load: "XA" in the low bytes.
 pub const AK_PERSISTENT: u32 = 0x8100_5841;
 pub const AK_FILE: &str = "ak.json";
-pub const EK_CERT_FILE: &str = "ek-cert.json";
+pub const EK_FILE: &str = "ek.json";
 
-/// The EK certificate read once from NV, kept beside the AK.
+/// The EK's public part and certificate, read once from the TPM and kept
+/// beside the AK. Tampering only makes verification fail: the verifier
+/// checks the certificate against the EK and the AK's activation for it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EkCertCache {
+struct EkCache {
     ek_public_sha256: String,
-    /// Base64 DER.
-    certificate: String,
+    /// Base64 TPMT_PUBLIC.
+    ek_public: String,
+    /// Base64 DER, when the TPM's NV holds a certificate.
+    certificate: Option<String>,
 }
 
 /// The AK's blobs, loadable only under the EK they were created under.
@@ -59,8 +63,10 @@ struct AkBlobs {
 /// An open TPM with the EK and AK loaded.
 pub struct Tpm {
     ctx: Context,
-    ek: KeyHandle,
+    /// Loaded only when needed: quoting with a persistent AK needs no EK.
+    ek: Option<KeyHandle>,
     ek_transient: bool,
+    state_dir: PathBuf,
     ak: KeyHandle,
     ak_transient: bool,
     pub ek_public: Vec<u8>,
@@ -103,49 +109,123 @@ fn tcti_conf(tcti: &probe::TpmSource) -> Result<TctiNameConf, AttestError> {
 }
 
 impl Tpm {
-    /// Open the TPM, load the EK (persistent, or created from the standard
-    /// template) and the AK from `state_dir`, creating the AK on first use.
+    /// Open the TPM with the node's AK ready to quote. When the AK is
+    /// persistent in this TPM and the EK is cached, that is one command;
+    /// otherwise the EK is loaded (persistent, or created from the standard
+    /// template) and the AK loaded from its blobs, or created on first use.
     pub fn open(tcti: &probe::TpmSource, state_dir: &Path) -> Result<Tpm, AttestError> {
         let conf = tcti_conf(tcti)?;
-        let mut ctx = Context::new(conf).map_err(|e| AttestError::NoTpm {
+        let ctx = Context::new(conf).map_err(|e| AttestError::NoTpm {
             tcti: tcti.to_string(),
             why: e.to_string(),
         })?;
+        let mut tpm = Tpm {
+            ctx,
+            ek: None,
+            ek_transient: false,
+            state_dir: state_dir.to_path_buf(),
+            ak: KeyHandle::Null,
+            ak_transient: true,
+            ek_public: Vec::new(),
+            ek_certificate: None,
+            ak_public: Vec::new(),
+            ak_created: false,
+            tcti: tcti.to_string(),
+        };
+        if !tpm.open_fast() {
+            tpm.ensure_ek()?;
+            tpm.load_or_create_ak(&state_dir.join(AK_FILE))?;
+        }
+        Ok(tpm)
+    }
 
-        let (ek, ek_pub, ek_transient) = match persistent_ek(&mut ctx) {
+    /// The AK persistent in the TPM with the Name of our blobs, and the EK
+    /// it was created under cached: no EK access needed.
+    fn open_fast(&mut self) -> bool {
+        let read = |name: &str| {
+            files::read_optional(&self.state_dir.join(name))
+                .ok()
+                .flatten()
+        };
+        let (Some(ak), Some(ek)) = (read(AK_FILE), read(EK_FILE)) else {
+            return false;
+        };
+        let (Ok(ak), Ok(ek)) = (
+            serde_json::from_slice::<AkBlobs>(&ak),
+            serde_json::from_slice::<EkCache>(&ek),
+        ) else {
+            return false;
+        };
+        let (Ok(ak_public), Ok(ek_public)) = (
+            xnode_verify::format::unb64("", &ak.public),
+            xnode_verify::format::unb64("", &ek.ek_public),
+        ) else {
+            return false;
+        };
+        let ek_id = xnode_verify::credential::ek_id(&ek_public);
+        if ek.ek_public_sha256 != ek_id || ak.ek_public_sha256 != ek_id {
+            return false;
+        }
+        let Ok(name) = xnode_verify::tpm::name(&ak_public) else {
+            return false;
+        };
+        let Some(handle) = persistent_with_name(&mut self.ctx, AK_PERSISTENT, &name) else {
+            return false;
+        };
+        self.ak = handle;
+        self.ak_transient = false;
+        self.ak_public = ak_public;
+        self.ek_public = ek_public;
+        self.ek_certificate = ek
+            .certificate
+            .and_then(|c| xnode_verify::format::unb64("", &c).ok());
+        true
+    }
+
+    /// Load the EK, read its public part and certificate, and cache both.
+    fn ensure_ek(&mut self) -> Result<KeyHandle, AttestError> {
+        if let Some(ek) = self.ek {
+            return Ok(ek);
+        }
+        let (ek, ek_pub, transient) = match persistent_ek(&mut self.ctx) {
             Some((h, public)) => (h, public, false),
             None => {
                 let h = ek::create_ek_object_2(
-                    &mut ctx,
+                    &mut self.ctx,
                     AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
                     DefaultKey,
                 )
                 .map_err(AttestError::tpm("creating the endorsement key"))?;
-                let (public, _, _) = ctx
+                let (public, _, _) = self
+                    .ctx
                     .read_public(h)
                     .map_err(AttestError::tpm("reading the EK"))?;
                 (h, public, true)
             }
         };
-        let ek_public = ek_pub
+        self.ek = Some(ek);
+        self.ek_transient = transient;
+        self.ek_public = ek_pub
             .marshall()
             .map_err(AttestError::tpm("encoding the EK"))?;
-        let ek_certificate = ek_certificate(&mut ctx, &ek_public, &state_dir.join(EK_CERT_FILE));
-
-        let mut tpm = Tpm {
-            ctx,
-            ek,
-            ek_transient,
-            ak: KeyHandle::Null,
-            ak_transient: true,
-            ek_public,
-            ek_certificate,
-            ak_public: Vec::new(),
-            ak_created: false,
-            tcti: tcti.to_string(),
+        self.ek_certificate = ek::retrieve_ek_pubcert(
+            &mut self.ctx,
+            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+        )
+        .ok()
+        .map(trim_der);
+        let cache = EkCache {
+            ek_public_sha256: xnode_verify::credential::ek_id(&self.ek_public),
+            ek_public: xnode_verify::format::b64(&self.ek_public),
+            certificate: self
+                .ek_certificate
+                .as_deref()
+                .map(xnode_verify::format::b64),
         };
-        tpm.load_or_create_ak(&state_dir.join(AK_FILE))?;
-        Ok(tpm)
+        let json =
+            serde_json::to_vec_pretty(&cache).map_err(|e| AttestError::Invalid(e.to_string()))?;
+        files::write_private(&self.state_dir.join(EK_FILE), &json)?;
+        Ok(ek)
     }
 
     fn load_or_create_ak(&mut self, path: &Path) -> Result<(), AttestError> {
@@ -180,9 +260,10 @@ impl Tpm {
                 (public, private)
             }
             None => {
+                let ek = self.ensure_ek()?;
                 let created = ak::create_ak_2(
                     &mut self.ctx,
-                    self.ek,
+                    ek,
                     HashingAlgorithm::Sha256,
                     AsymmetricAlgorithmSelection::Ecc(
                         tss_esapi::interface_types::ecc::EccCurve::NistP256,
@@ -212,11 +293,14 @@ impl Tpm {
         let want = public
             .marshall()
             .map_err(AttestError::tpm("encoding the AK"))?;
-        if let Some(handle) = persistent_object(&mut self.ctx, AK_PERSISTENT, &want) {
+        let name = xnode_verify::tpm::name(&want)
+            .map_err(|e| AttestError::Invalid(format!("AK public part: {e}")))?;
+        if let Some(handle) = persistent_with_name(&mut self.ctx, AK_PERSISTENT, &name) {
             self.ak = handle;
             self.ak_transient = false;
         } else {
-            self.ak = ak::load_ak(&mut self.ctx, self.ek, None, private, public).map_err(
+            let ek = self.ensure_ek()?;
+            self.ak = ak::load_ak(&mut self.ctx, ek, None, private, public).map_err(
                 AttestError::tpm("loading the attestation key (was the TPM cleared?)"),
             )?;
             self.persist_ak();
@@ -346,7 +430,7 @@ impl Tpm {
                 )
             })
             .map_err(AttestError::tpm("satisfying the EK policy"))?;
-        let (ak, ek) = (self.ak, self.ek);
+        let (ak, ek) = (self.ak, self.ensure_ek()?);
         let out = self
             .ctx
             .execute_with_sessions((Some(AuthSession::Password), Some(policy), None), |ctx| {
@@ -367,47 +451,26 @@ impl Drop for Tpm {
         if self.ak_transient {
             let _ = self.ctx.flush_context(ObjectHandle::from(self.ak));
         }
-        if self.ek_transient {
-            let _ = self.ctx.flush_context(ObjectHandle::from(self.ek));
+        if let (Some(ek), true) = (self.ek, self.ek_transient) {
+            let _ = self.ctx.flush_context(ObjectHandle::from(ek));
         }
     }
 }
 
-/// The object at a persistent handle, if its public area is `want`.
-fn persistent_object(ctx: &mut Context, handle: u32, want: &[u8]) -> Option<KeyHandle> {
+/// The object at a persistent handle, if its Name is `name` (ESYS reads
+/// the public area once to make the handle; the Name needs no command).
+fn persistent_with_name(ctx: &mut Context, handle: u32, name: &[u8]) -> Option<KeyHandle> {
     let handle = PersistentTpmHandle::new(handle).ok()?;
     let obj = ctx
         .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(handle)))
         .ok()?;
-    let key = KeyHandle::from(obj);
-    let (public, _, _) = ctx.read_public(key).ok()?;
-    (public.marshall().ok()? == want).then_some(key)
-}
-
-/// The EK certificate: from the cache beside the AK when it is this EK's,
-/// else from the TPM's NV (and then cached).
-fn ek_certificate(ctx: &mut Context, ek_public: &[u8], cache: &Path) -> Option<Vec<u8>> {
-    let ek_id = xnode_verify::credential::ek_id(ek_public);
-    let cached = files::read_optional(cache)
-        .ok()
-        .flatten()
-        .and_then(|b| serde_json::from_slice::<EkCertCache>(&b).ok())
-        .filter(|c| c.ek_public_sha256 == ek_id)
-        .and_then(|c| xnode_verify::format::unb64("certificate", &c.certificate).ok());
-    if cached.is_some() {
-        return cached;
+    let found = ctx.tr_get_name(obj).ok()?;
+    if found.value() == name {
+        Some(KeyHandle::from(obj))
+    } else {
+        let _ = ctx.tr_close(&mut obj.clone());
+        None
     }
-    let der = ek::retrieve_ek_pubcert(ctx, AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048))
-        .ok()
-        .map(trim_der)?;
-    let entry = EkCertCache {
-        ek_public_sha256: ek_id,
-        certificate: xnode_verify::format::b64(&der),
-    };
-    if let Ok(json) = serde_json::to_vec_pretty(&entry) {
-        let _ = files::write_private(cache, &json);
-    }
-    Some(der)
 }
 
 fn persistent_ek(ctx: &mut Context) -> Option<(KeyHandle, Public)> {
