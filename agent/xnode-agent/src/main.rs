@@ -2,6 +2,7 @@
 
 #[cfg(feature = "attest")]
 mod cmd_attest;
+mod cmd_manifest;
 mod cmd_probe;
 mod cmd_verify;
 mod summary;
@@ -36,6 +37,9 @@ enum Command {
     /// The credential-activation exchange that proves a node's AK shares a TPM with its EK.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Work with the service manifest the NixOS modules render.
+    #[command(subcommand)]
+    Manifest(cmd_manifest::ManifestCommand),
     /// Print the JSON Schema of a document this agent writes.
     Schema {
         /// Which document: "inventory".
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "attest")]
         Command::Credential(CredentialCommand::Activate(a)) => cmd_attest::activate(a),
         Command::Credential(CredentialCommand::Accept(a)) => cmd_verify::accept(a),
+        Command::Manifest(c) => cmd_manifest::run(c),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(
