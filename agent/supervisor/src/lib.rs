@@ -3,5 +3,6 @@
 //! over systemd and the services' health checks.
 
 pub mod manifest;
+pub mod systemd;
 
 pub use manifest::{Manifest, ManifestError};

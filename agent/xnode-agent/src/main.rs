@@ -4,6 +4,7 @@
 mod cmd_attest;
 mod cmd_manifest;
 mod cmd_probe;
+mod cmd_unit;
 mod cmd_verify;
 mod summary;
 
@@ -37,6 +38,8 @@ enum Command {
     /// The credential-activation exchange that proves a node's AK shares a TPM with its EK.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Start, stop, restart and inspect systemd units over D-Bus.
+    Unit(cmd_unit::UnitArgs),
     /// Work with the service manifest the NixOS modules render.
     #[command(subcommand)]
     Manifest(cmd_manifest::ManifestCommand),
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Credential(CredentialCommand::Activate(a)) => cmd_attest::activate(a),
         Command::Credential(CredentialCommand::Accept(a)) => cmd_verify::accept(a),
         Command::Manifest(c) => cmd_manifest::run(c),
+        Command::Unit(a) => cmd_unit::run(a),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(
