@@ -1,0 +1,76 @@
+# Build and boot small Debian VMs for tests: a real systemd as PID 1 under
+# QEMU (TCG unless KVM really starts a guest), with files of the test's
+# choosing copied in. Sourced by the scripts beside it.
+
+# The guest's own kernel and initramfs come from its rootfs: the host never
+# installs a kernel package (whose scripts assume a real machine).
+VM_PACKAGES=systemd,systemd-sysv,dbus,udev,iproute2,linux-image-amd64,initramfs-tools,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-tcti-device0,libtss2-tcti-swtpm0,libtss2-mu0,libtss2-rc0
+
+vm_say() { printf '==> %s\n' "$*" >&2; }
+
+# A Debian root filesystem tarball, built once and cached by package list.
+vm_rootfs_tar() {
+  local cache=$1 key tar
+  key=$(printf '%s' "$VM_PACKAGES" | sha256sum | cut -c1-16)
+  tar=$cache/rootfs-bookworm-$key.tar
+  if [ ! -s "$tar" ]; then
+    mkdir -p "$cache"
+    vm_say "building the VM root filesystem (mmdebstrap, once)"
+    # unshare mode: the build runs in user namespaces and never touches the
+    # host's /dev.
+    mmdebstrap --quiet --mode=unshare --variant=apt --include="$VM_PACKAGES" \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' \
+      bookworm "$tar.tmp" >&2
+    mv "$tar.tmp" "$tar"
+  fi
+  echo "$tar"
+}
+
+# Unpack the cached rootfs into $2 and prepare it to boot on a serial
+# console; its kernel and initramfs are copied to $2.vmlinuz and $2.initrd.
+vm_unpack() {
+  local tar=$1 root=$2
+  rm -rf "$root" && mkdir -p "$root"
+  tar -C "$root" -xf "$tar"
+  echo xnode-vm >"$root/etc/hostname"
+  printf '/dev/vda / ext4 rw 0 1\n' >"$root/etc/fstab"
+  # No password prompts, no getty fighting the test for the console.
+  ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
+  ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
+  cp "$(ls "$root"/boot/vmlinuz-* | sort -V | tail -n1)" "$root.vmlinuz"
+  cp "$(ls "$root"/boot/initrd.img-* | sort -V | tail -n1)" "$root.initrd"
+}
+
+# Make an ext4 image of directory $1 at $2 (no mount needed).
+vm_image() {
+  local root=$1 img=$2
+  rm -f "$img"
+  mke2fs -q -t ext4 -d "$root" "$img" 1536M
+}
+
+# Boot image $1 with kernel $2.vmlinuz and initramfs $2.initrd (from
+# vm_unpack); serial console to $3. Extra QEMU arguments follow. Returns
+# when the guest powers off or the timeout (VM_TIMEOUT, seconds) passes.
+vm_boot() {
+  local img=$1 kernel=$2.vmlinuz initrd=$2.initrd log=$3
+  shift 3
+  local accel=tcg
+  if [ "${VM_KVM:-auto}" != no ] && [ -w /dev/kvm ] && vm_kvm_works "$kernel"; then
+    accel=kvm
+  fi
+  vm_say "booting under $accel (kernel $(basename "$kernel"))"
+  timeout "${VM_TIMEOUT:-240}" qemu-system-x86_64 -machine q35,accel="$accel" -cpu max -m 1024 -smp 2 \
+    -kernel "$kernel" -initrd "$initrd" \
+    -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0 quiet" \
+    -drive file="$img",if=virtio,format=raw \
+    -nic none -display none -no-reboot -serial file:"$log" "$@" >&2
+}
+
+# KVM guests hang on some hosts although /dev/kvm exists: try one briefly.
+vm_kvm_works() {
+  local kernel=$1 out
+  out=$(timeout 8 qemu-system-x86_64 -machine q35,accel=kvm -m 256 -kernel "$kernel" \
+    -append "console=ttyS0 panic=-1" -display none -no-reboot -serial stdio 2>/dev/null | head -c 4096)
+  case "$out" in *"Linux version"*) return 0 ;; *) return 1 ;; esac
+}
