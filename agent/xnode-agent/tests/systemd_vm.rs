@@ -52,7 +52,7 @@ fn unit_control_against_real_systemd_in_a_vm() {
         "the guest never ran the checks"
     );
     assert!(
-        lines.iter().any(|l| *l == "XNODE-VMTEST END"),
+        lines.contains(&"XNODE-VMTEST END"),
         "the guest did not finish the checks"
     );
     let failed: Vec<&&str> = lines
