@@ -18,7 +18,8 @@ vm_rootfs_tar() {
     vm_say "building the VM root filesystem (mmdebstrap, once)"
     # unshare mode: the build runs in user namespaces and never touches the
     # host's /dev.
-    mmdebstrap --quiet --mode=unshare --variant=apt --include="$VM_PACKAGES" \
+    rm -rf "$tar.tmp"
+    mmdebstrap --quiet --mode=unshare --format=tar --variant=apt --include="$VM_PACKAGES" \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
       --dpkgopt='path-exclude=/usr/share/locale/*' \
       bookworm "$tar.tmp" >&2

@@ -84,6 +84,8 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
             );
         }
     };
+    // A TPM that is plainly absent fails before anything is written.
+    crate::tpm::tcti_conf(&opts.tcti)?;
     let (identity, created_identity) = NodeIdentity::load_or_create(&opts.state_dir)?;
 
     // The TPM section first, before the TPM is opened (a swtpm socket serves

@@ -84,7 +84,7 @@ impl std::fmt::Debug for Tpm {
     }
 }
 
-fn tcti_conf(tcti: &probe::TpmSource) -> Result<TctiNameConf, AttestError> {
+pub fn tcti_conf(tcti: &probe::TpmSource) -> Result<TctiNameConf, AttestError> {
     let bad = |e: tss_esapi::Error| AttestError::Invalid(format!("bad TCTI '{tcti}': {e}"));
     match tcti {
         probe::TpmSource::Device(p) => {
