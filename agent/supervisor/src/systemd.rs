@@ -166,8 +166,11 @@ impl Systemd {
         ManagerProxy::new(&self.conn).await.map_err(dbus)
     }
 
-    /// The unit's object path; an error when systemd knows no such unit.
-    async fn unit_path(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
+    /// The unit's object path and proxy; an error when systemd knows no such unit.
+    async fn unit(
+        &self,
+        unit: &str,
+    ) -> Result<(OwnedObjectPath, UnitProxy<'static>), SystemdError> {
         let path = self.manager().await?.load_unit(unit).await.map_err(dbus)?;
         let u = UnitProxy::builder(&self.conn)
             .path(path.clone())
@@ -178,18 +181,12 @@ impl Systemd {
         if u.load_state().await.map_err(dbus)? == "not-found" {
             return Err(SystemdError::UnknownUnit(unit.to_string()));
         }
-        Ok(path)
+        Ok((path, u))
     }
 
     pub async fn state(&self, unit: &str) -> Result<UnitState, SystemdError> {
         within(&format!("reading {unit}"), async {
-            let path = self.unit_path(unit).await?;
-            let u = UnitProxy::builder(&self.conn)
-                .path(path.clone())
-                .map_err(dbus)?
-                .build()
-                .await
-                .map_err(dbus)?;
+            let (path, u) = self.unit(unit).await?;
             let s = ServiceProxy::builder(&self.conn)
                 .path(path)
                 .map_err(dbus)?
@@ -223,7 +220,7 @@ impl Systemd {
     /// Queue a job and wait for its JobRemoved signal.
     async fn job(&self, action: &'static str, unit: &str) -> Result<(), SystemdError> {
         within(&format!("{action} {unit}"), async {
-            self.unit_path(unit).await?;
+            self.unit(unit).await?;
             let manager = self.manager().await?;
             // Listen before queueing, so the signal cannot be missed.
             let mut removed = manager.receive_job_removed().await.map_err(dbus)?;
