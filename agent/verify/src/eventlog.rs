@@ -8,43 +8,13 @@
 use std::collections::BTreeMap;
 
 use crate::tpm::{hash, TPM_ALG_SHA256};
+use crate::wire::Reader;
 use crate::VerifyError;
 
 const EV_NO_ACTION: u32 = 0x0000_0003;
 const SPEC_ID_SIGNATURE: &[u8] = b"Spec ID Event03\0";
 const STARTUP_LOCALITY: &[u8] = b"StartupLocality\0";
 const MAX_EVENTS: usize = 100_000;
-
-struct Le<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Le<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], VerifyError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.buf.len())
-            .ok_or_else(|| {
-                VerifyError::Malformed(format!("event log: truncated at byte {}", self.pos))
-            })?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn u16(&mut self) -> Result<u16, VerifyError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, VerifyError> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn done(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-}
 
 /// One measured event: the PCR it extended and its digest per bank.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,21 +27,22 @@ pub struct Event {
 
 /// Parse a crypto-agile log into its events (the Spec ID header excluded).
 pub fn parse(log: &[u8]) -> Result<Vec<Event>, VerifyError> {
-    let mut r = Le { buf: log, pos: 0 };
+    let mut r = Reader::new(log, "event log");
     // TCG_PCR_EVENT header: pcrIndex, eventType, SHA-1 digest, eventSize, event.
-    let _pcr = r.u32()?;
-    let ty = r.u32()?;
+    let _pcr = r.u32_le()?;
+    let ty = r.u32_le()?;
     r.bytes(20)?;
-    let size = r.u32()? as usize;
+    let size = r.u32_le()? as usize;
     let spec = r.bytes(size)?;
     if ty != EV_NO_ACTION || !spec.starts_with(SPEC_ID_SIGNATURE) {
         return Err(VerifyError::Malformed(
             "event log: not a crypto-agile log (no Spec ID Event03 header)".into(),
         ));
     }
-    let mut s = Le { buf: spec, pos: 16 };
+    let mut s = Reader::new(spec, "Spec ID event");
+    s.bytes(SPEC_ID_SIGNATURE.len())?;
     s.bytes(4 + 4)?; // platformClass, spec version, errata, uintnSize
-    let n_algs = s.u32()? as usize;
+    let n_algs = s.u32_le()? as usize;
     if n_algs > 16 {
         return Err(VerifyError::Malformed(format!(
             "event log: {n_algs} banks in Spec ID event"
@@ -79,21 +50,21 @@ pub fn parse(log: &[u8]) -> Result<Vec<Event>, VerifyError> {
     }
     let mut sizes = BTreeMap::new();
     for _ in 0..n_algs {
-        let alg = s.u16()?;
-        let size = s.u16()? as usize;
+        let alg = s.u16_le()?;
+        let size = s.u16_le()? as usize;
         sizes.insert(alg, size);
     }
 
     let mut events = Vec::new();
-    while !r.done() {
+    while !r.is_empty() {
         if events.len() >= MAX_EVENTS {
             return Err(VerifyError::Malformed(format!(
                 "event log: more than {MAX_EVENTS} events"
             )));
         }
-        let pcr = r.u32()?;
-        let event_type = r.u32()?;
-        let count = r.u32()? as usize;
+        let pcr = r.u32_le()?;
+        let event_type = r.u32_le()?;
+        let count = r.u32_le()? as usize;
         if count > 16 {
             return Err(VerifyError::Malformed(format!(
                 "event log: event with {count} digests"
@@ -101,13 +72,13 @@ pub fn parse(log: &[u8]) -> Result<Vec<Event>, VerifyError> {
         }
         let mut digests = BTreeMap::new();
         for _ in 0..count {
-            let alg = r.u16()?;
+            let alg = r.u16_le()?;
             let size = *sizes.get(&alg).ok_or_else(|| {
                 VerifyError::Malformed(format!("event log: digest of undeclared bank 0x{alg:04x}"))
             })?;
             digests.insert(alg, r.bytes(size)?.to_vec());
         }
-        let size = r.u32()? as usize;
+        let size = r.u32_le()? as usize;
         let data = r.bytes(size)?.to_vec();
         events.push(Event {
             pcr,

@@ -1,4 +1,5 @@
-//! A bounds-checked reader for TPM's big-endian wire format. Every read of
+//! A bounds-checked reader for TPM's big-endian wire format (and the
+//! little-endian TCG event log). Every read of
 //! untrusted bytes goes through here: running out is an error, never a panic.
 
 use crate::VerifyError;
@@ -49,6 +50,21 @@ impl<'a> Reader<'a> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
+    }
+
+    /// Little-endian reads, for the TCG event log.
+    pub fn u16_le(&mut self) -> Result<u16, VerifyError> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    pub fn u32_le(&mut self) -> Result<u32, VerifyError> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
     }
 
     /// A TPM2B: a u16 size followed by that many bytes.
