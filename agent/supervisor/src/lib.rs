@@ -1,7 +1,11 @@
 //! Service supervision for an Xnode: the service manifest that the NixOS
-//! modules render (docs/manifest.md), and, as it lands, the reconcile loop
-//! over systemd and the services' health checks.
+//! modules render (docs/manifest.md), systemd over D-Bus, health checks (the
+//! manifest's http/tcp/exec and the kinds' own: CometBFT, kubo), and the
+//! reconcile loop that ties them together.
 
+pub mod cometbft;
+pub mod health;
+pub mod kubo;
 pub mod manifest;
 pub mod systemd;
 

@@ -249,6 +249,9 @@ impl Manifest {
                     _ => {}
                 }
             }
+            for (field, message) in kind_settings_problems(s) {
+                out.push(err(at(&format!("settings.{field}")), message));
+            }
             let r = &s.restart;
             if r.unhealthy_after == 0 {
                 out.push(err(at("restart.unhealthy_after"), "must be at least 1"));
@@ -335,6 +338,31 @@ impl Manifest {
         }
         Ok(order)
     }
+}
+
+/// Problems in a service's `settings`, checked by its kind's module.
+fn kind_settings_problems(s: &Service) -> Vec<(String, String)> {
+    let result = match s.kind {
+        Kind::Cometbft => crate::cometbft::Settings::parse(&s.settings).map(drop),
+        Kind::Kubo => crate::kubo::Settings::parse(&s.settings).map(drop),
+        Kind::Mesh | Kind::Generic => Ok(()),
+    };
+    result.err().unwrap_or_default()
+}
+
+/// Deserialize a kind's settings from the manifest's map, the error
+/// pointing at the field (relative to `settings`).
+pub fn settings_from_map<T: serde::de::DeserializeOwned>(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<T, Vec<(String, String)>> {
+    let value = serde_json::Value::Object(map.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = match e.path().to_string() {
+            p if p == "." || p.is_empty() => "(settings)".to_string(),
+            p => p,
+        };
+        vec![(path, e.inner().to_string())]
+    })
 }
 
 #[cfg(test)]
