@@ -7,6 +7,7 @@ pub mod cometbft;
 pub mod health;
 pub mod kubo;
 pub mod manifest;
+pub mod policy;
 pub mod systemd;
 
 pub use manifest::{Manifest, ManifestError};
