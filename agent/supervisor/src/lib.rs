@@ -8,6 +8,8 @@ pub mod health;
 pub mod kubo;
 pub mod manifest;
 pub mod policy;
+pub mod reconcile;
+pub mod status;
 pub mod systemd;
 
 pub use manifest::{Manifest, ManifestError};

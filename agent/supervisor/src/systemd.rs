@@ -12,6 +12,10 @@ use zbus::zvariant::OwnedObjectPath;
 /// How long any one D-Bus exchange may take before it is an error.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a start, stop or restart job may take: systemd's own default
+/// TimeoutStartSec, so a slow service fails by its own rule first.
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
     default_service = "org.freedesktop.systemd1",
@@ -102,12 +106,29 @@ async fn within<T>(
     what: &str,
     fut: impl std::future::Future<Output = Result<T, SystemdError>>,
 ) -> Result<T, SystemdError> {
-    tokio::time::timeout(CALL_TIMEOUT, fut)
+    within_for(CALL_TIMEOUT, what, fut).await
+}
+
+async fn within_for<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, SystemdError>>,
+) -> Result<T, SystemdError> {
+    tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| SystemdError::Timeout {
             what: what.to_string(),
-            secs: CALL_TIMEOUT.as_secs(),
+            secs: limit.as_secs(),
         })?
+}
+
+/// A unit's ActiveState/SubState as a PropertiesChanged signal carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitChange {
+    pub active_state: String,
+    pub sub_state: String,
+    /// When the agent received the signal.
+    pub at: std::time::SystemTime,
 }
 
 fn dbus(e: zbus::Error) -> SystemdError {
@@ -217,9 +238,47 @@ impl Systemd {
         self.job("restart", unit).await
     }
 
+    /// The unit's state changes, from systemd's PropertiesChanged signals
+    /// (no polling). Subscribe before reading the current state, so that
+    /// no change falls between the two.
+    pub async fn watch(
+        &self,
+        unit: &str,
+    ) -> Result<impl futures_util::Stream<Item = UnitChange> + Send + 'static, SystemdError> {
+        within(&format!("watching {unit}"), async {
+            let (path, _) = self.unit(unit).await?;
+            let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+                .destination("org.freedesktop.systemd1")
+                .map_err(dbus)?
+                .path(path)
+                .map_err(dbus)?
+                .build()
+                .await
+                .map_err(dbus)?;
+            let stream = props.receive_properties_changed().await.map_err(dbus)?;
+            Ok(stream.filter_map(|signal| async move {
+                let at = std::time::SystemTime::now();
+                let args = signal.args().ok()?;
+                if args.interface_name().as_str() != "org.freedesktop.systemd1.Unit" {
+                    return None;
+                }
+                let text = |key: &str| -> Option<String> {
+                    let v = args.changed_properties().get(key)?;
+                    String::try_from(v.try_clone().ok()?).ok()
+                };
+                Some(UnitChange {
+                    active_state: text("ActiveState")?,
+                    sub_state: text("SubState").unwrap_or_default(),
+                    at,
+                })
+            }))
+        })
+        .await
+    }
+
     /// Queue a job and wait for its JobRemoved signal.
     async fn job(&self, action: &'static str, unit: &str) -> Result<(), SystemdError> {
-        within(&format!("{action} {unit}"), async {
+        within_for(JOB_TIMEOUT, &format!("{action} {unit}"), async {
             self.unit(unit).await?;
             let manager = self.manager().await?;
             // Listen before queueing, so the signal cannot be missed.
