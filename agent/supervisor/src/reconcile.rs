@@ -53,9 +53,11 @@ pub type Reload = Result<Manifest, String>;
 
 /// Hooks into the agent's surroundings (sd-notify, the log).
 pub trait Observer: Send {
-    /// The first pass is done: every service whose dependencies allow it
-    /// has been started.
+    /// The first pass is done (every service whose dependencies allow it
+    /// has been started), or a reload has been dealt with.
     fn ready(&mut self, status: &Status);
+    /// A new manifest is being considered.
+    fn reloading(&mut self);
     /// Called on every loop turn and at least every `tick`: proof of life
     /// for a watchdog.
     fn alive(&mut self);
@@ -172,17 +174,20 @@ impl Supervisor {
         loop {
             tokio::select! {
                 Some(event) = self.events_rx.recv() => self.handle(event),
-                reload = reloads.recv() => match reload {
-                    Some(Ok(m)) => {
-                        observer.status_line("reloading the manifest");
-                        self.apply(m).await;
+                reload = reloads.recv() => {
+                    let Some(reload) = reload else { break };
+                    observer.reloading();
+                    match reload {
+                        Ok(m) => self.apply(m).await,
+                        Err(why) => {
+                            eprintln!("xnode-agent: new manifest rejected, the running services are untouched: {why}");
+                            self.manifest_error = Some(why);
+                        }
                     }
-                    Some(Err(why)) => {
-                        eprintln!("xnode-agent: new manifest rejected, the running services are untouched: {why}");
-                        self.manifest_error = Some(why);
-                    }
-                    None => break,
-                },
+                    self.advance();
+                    self.publish();
+                    observer.ready(&self.status_tx.borrow());
+                }
                 _ = ticker.tick() => {}
             }
             self.advance();

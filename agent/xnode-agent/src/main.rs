@@ -1,9 +1,14 @@
 //! `xnode-agent`: the command line of the Xnode agent.
 
+mod api;
+mod api_auth;
+mod api_client;
 #[cfg(feature = "attest")]
 mod cmd_attest;
 mod cmd_manifest;
 mod cmd_probe;
+mod cmd_run;
+mod cmd_status;
 mod cmd_unit;
 mod cmd_verify;
 mod summary;
@@ -38,6 +43,10 @@ enum Command {
     /// The credential-activation exchange that proves a node's AK shares a TPM with its EK.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Run the agent: supervise the manifest's services and serve the local API (a systemd Type=notify service).
+    Run(cmd_run::RunArgs),
+    /// One screen on the node from the running agent: services, health, restarts, last attestation.
+    Status(cmd_status::StatusArgs),
     /// Start, stop, restart and inspect systemd units over D-Bus.
     Unit(cmd_unit::UnitArgs),
     /// Work with the service manifest the NixOS modules render.
@@ -82,6 +91,8 @@ fn main() -> ExitCode {
         Command::Credential(CredentialCommand::Accept(a)) => cmd_verify::accept(a),
         Command::Manifest(c) => cmd_manifest::run(c),
         Command::Unit(a) => cmd_unit::run(a),
+        Command::Run(a) => cmd_run::run(a),
+        Command::Status(a) => cmd_status::run(a),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(

@@ -1,0 +1,256 @@
+//! The agent's local API: a Unix socket by default (file permissions are
+//! the access control), optionally TCP, where every request must be signed
+//! (see `api_auth`).
+//!
+//! - `GET /v1/status`: the agent, its services and their health, the last attestation
+//! - `GET /v1/inventory`: a fresh probe (xnode.inventory/v1)
+//! - `GET /v1/attestation`: the last envelope `xnode-agent attest` wrote
+//! - `GET /metrics`: OpenMetrics text
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use supervisor::status::Status;
+use tokio::sync::watch;
+
+use crate::api_auth::Authorizer;
+
+/// The file the API serves as the node's latest attestation.
+pub const ATTESTATION_FILE: &str = "attestation.json";
+
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub status: watch::Receiver<Arc<Status>>,
+    pub state_dir: PathBuf,
+    pub tpm: probe::TpmSource,
+    pub started_at: f64,
+}
+
+/// `/v1/status`: the supervisor's status with the agent and the last
+/// attestation beside it (summarised from the file, not verified).
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub agent: AgentInfo,
+    pub attestation: Option<AttestationInfo>,
+    #[serde(flatten)]
+    pub supervisor: Status,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentInfo {
+    pub version: &'static str,
+    pub pid: u32,
+    pub started_at: f64,
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttestationInfo {
+    pub path: PathBuf,
+    /// Unix seconds of the report inside.
+    pub time_unix: Option<u64>,
+    pub sequence: Option<u64>,
+    pub node_id: Option<String>,
+    pub software_tpm: Option<bool>,
+    /// Why the file could not be read as an envelope, if it could not.
+    pub error: Option<String>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/inventory", get(inventory))
+        .route("/v1/attestation", get(attestation))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint: try /v1/status, /v1/inventory, /v1/attestation or /metrics",
+            )
+        })
+        .with_state(state)
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn status(State(st): State<ApiState>) -> Json<NodeStatus> {
+    let supervisor = (**st.status.borrow()).clone();
+    let attestation = attestation_info(&st.state_dir.join(ATTESTATION_FILE));
+    Json(NodeStatus {
+        agent: AgentInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            started_at: st.started_at,
+            hostname: rustix::system::uname()
+                .nodename()
+                .to_str()
+                .ok()
+                .map(str::to_string),
+        },
+        attestation,
+        supervisor,
+    })
+}
+
+fn attestation_info(path: &Path) -> Option<AttestationInfo> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut info = AttestationInfo {
+        path: path.to_path_buf(),
+        time_unix: None,
+        sequence: None,
+        node_id: None,
+        software_tpm: None,
+        error: None,
+    };
+    match read_report(&bytes) {
+        Ok(r) => {
+            info.time_unix = Some(r.time_unix);
+            info.sequence = Some(r.sequence);
+            info.node_id = Some(r.node_id);
+            info.software_tpm = Some(r.software_tpm);
+        }
+        Err(e) => info.error = Some(e),
+    }
+    Some(info)
+}
+
+/// The report inside an envelope, unverified: a summary for the status
+/// page. Verification is `xnode-agent verify`'s job.
+fn read_report(bytes: &[u8]) -> Result<xnode_verify::format::Report, String> {
+    use xnode_verify::format::{unb64, Envelope, Report};
+    let env: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| format!("not an envelope: {e}"))?;
+    let payload = unb64("payload", &env.payload).map_err(|e| e.to_string())?;
+    serde_json::from_slice::<Report>(&payload).map_err(|e| format!("not a report: {e}"))
+}
+
+async fn inventory(State(st): State<ApiState>) -> Response {
+    let tpm = st.tpm.clone();
+    let probed = tokio::task::spawn_blocking(move || {
+        probe::probe(&probe::ProbeOptions {
+            tpm,
+            ..probe::ProbeOptions::default()
+        })
+    })
+    .await;
+    match probed {
+        Ok(inv) => Json(inv).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the probe failed: {e}"),
+        ),
+    }
+}
+
+async fn attestation(State(st): State<ApiState>) -> Response {
+    let path = st.state_dir.join(ATTESTATION_FILE);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no attestation yet: `xnode-agent attest --beacon HEX --out {}` writes one",
+                path.display()
+            ),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading {}: {e}", path.display()),
+        ),
+    }
+}
+
+async fn metrics(State(st): State<ApiState>) -> Response {
+    let text = st.status.borrow().openmetrics();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Serve on a Unix socket at `path` (mode 0660; a stale socket from an
+/// earlier run is replaced, a live one is an error).
+pub async fn serve_unix(path: &Path, app: Router) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            anyhow::bail!(
+                "{} exists and is not a socket: refusing to replace it",
+                path.display()
+            );
+        }
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!(
+                "another agent is serving on {}: is xnode-agent already running?",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listening on {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .with_context(|| format!("chmod {}", path.display()))?;
+    }
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("xnode-agent: the API socket stopped: {e}");
+        }
+    }))
+}
+
+/// Serve on TCP; every request must carry a signature by an authorized key.
+pub async fn serve_tcp(
+    addr: std::net::SocketAddr,
+    app: Router,
+    auth: Authorizer,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let auth = Arc::new(auth);
+    let app = app.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let auth = auth.clone();
+            async move {
+                let header = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|h| h.to_str().ok());
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                match auth.check(header, req.method().as_str(), path, crate::now_unix()) {
+                    Ok(()) => next.run(req).await,
+                    Err(why) => error(StatusCode::UNAUTHORIZED, why),
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("xnode-agent: the TCP API stopped: {e}");
+        }
+    }))
+}
