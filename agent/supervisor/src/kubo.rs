@@ -2,11 +2,11 @@
 //! applies to the repository's `config` after `ipfs init`, and the kind's
 //! health check over kubo's RPC (`id`, `swarm/peers`, `repo/stat`).
 //!
-//! The RPC calls go through the small typed client at the end of this file,
-//! not through ipfs-api-backend-hyper 0.6: that crate's `id` and `swarm
-//! peers` responses no longer deserialize from current kubo and its `repo
-//! stat` drops `StorageMax` (docs/kubo.md, and the `contract_` tests that
-//! show it).
+//! The RPC calls go through the thin typed client below (`Rpc`, over
+//! reqwest), not through ipfs-api-backend-hyper 0.6: that crate's `id` and
+//! `swarm peers` responses no longer deserialize from current kubo and its
+//! repo stat (`stats_repo`) drops `StorageMax` (docs/kubo.md, and the
+//! `contract_` test that shows it).
 
 use std::fmt;
 use std::future::Future;
