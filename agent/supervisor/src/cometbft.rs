@@ -1195,9 +1195,17 @@ impl Health {
             let parsed: tendermint_rpc::HttpClientUrl = u
                 .parse()
                 .map_err(|e| format!("'{u}' is not an RPC URL: {e}"))?;
+            // The RPC is the node's own: never through an HTTP_PROXY/ALL_PROXY
+            // from the agent's environment, which reqwest would otherwise
+            // honour even for loopback.
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(timeout)
+                .build()
+                .map_err(|e| format!("cannot make an HTTP client for {u}: {e}"))?;
             tendermint_rpc::HttpClient::builder(parsed)
                 .compat_mode(COMPAT_MODE)
-                .timeout(timeout)
+                .client(http)
                 .build()
                 .map_err(|e| format!("cannot make an RPC client for {u}: {e}"))
         });
