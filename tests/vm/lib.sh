@@ -4,7 +4,9 @@
 
 # The guest's own kernel and initramfs come from its rootfs: the host never
 # installs a kernel package (whose scripts assume a real machine).
-VM_PACKAGES=systemd,systemd-sysv,dbus,udev,iproute2,linux-image-amd64,initramfs-tools,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-tcti-device0,libtss2-tcti-swtpm0,libtss2-mu0,libtss2-rc0
+VM_PACKAGES=systemd,systemd-sysv,dbus,udev,iproute2,busybox,jq,curl,linux-image-amd64,initramfs-tools,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-tcti-device0,libtss2-tcti-swtpm0,libtss2-mu0,libtss2-rc0
+
+VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 vm_say() { printf '==> %s\n' "$*" >&2; }
 
@@ -74,4 +76,35 @@ vm_kvm_works() {
   out=$(timeout 8 qemu-system-x86_64 -machine q35,accel=kvm -m 256 -kernel "$kernel" \
     -append "console=ttyS0 panic=-1" -display none -no-reboot -serial stdio 2>/dev/null | head -c 4096)
   case "$out" in *"Linux version"*) return 0 ;; *) return 1 ;; esac
+}
+
+# Install guest script $2 into root $1 as a oneshot unit that runs once the
+# guest is up, with the guest helpers (guest-lib.sh) beside it.
+vm_install_test() {
+  local root=$1 script=$2
+  install -m 0644 "$VM_HERE/guest-lib.sh" "$root/usr/local/lib/xnode-guest-lib.sh"
+  install -m 0755 "$script" "$root/usr/local/bin/xnode-vmtest"
+  cat >"$root/etc/systemd/system/xnode-vmtest.service" <<UNIT
+[Unit]
+Description=xnode VM test
+After=dbus.service multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/xnode-vmtest
+ExecStopPost=/bin/systemctl --no-block poweroff
+TimeoutStartSec=infinity
+UNIT
+  ln -sf /etc/systemd/system/xnode-vmtest.service "$root/etc/systemd/system/multi-user.target.wants/xnode-vmtest.service"
+}
+
+# Image root $1 (then remove it), boot it, and print the guest's
+# XNODE-VMTEST lines; the work files go under $2.
+vm_run_test() {
+  local root=$1 work=$2 start
+  vm_image "$root" "$work/disk.img"
+  rm -rf "$root"
+  start=$(date +%s%N)
+  vm_boot "$work/disk.img" "$root" "$work/serial.log" || true
+  vm_say "guest ran $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  grep -a 'XNODE-VMTEST' "$work/serial.log" | tr -d '\r' || { tail -n 40 "$work/serial.log" >&2; return 1; }
 }

@@ -44,7 +44,8 @@ enum Event {
         name: String,
         generation: u64,
         what: &'static str,
-        result: Result<(), String>,
+        /// ActiveState after the job, or why the job failed.
+        result: Result<String, String>,
     },
 }
 
@@ -75,10 +76,16 @@ struct Supervised {
     /// Started (or adopted running) by this agent.
     started: bool,
     job_in_flight: bool,
+    /// A restart waits for its backoff.
+    restart_scheduled: bool,
+    /// The job in flight is the first start.
+    starting: bool,
     has_check: bool,
     health: Option<Observation>,
-    /// When the agent saw the unit go down, and whether systemd restarts it.
-    down: Option<(SystemTime, &'static str)>,
+    /// When the agent saw the unit leave the active state.
+    down: Option<SystemTime>,
+    /// The agent queued a job since then (so it, not systemd, brought it back).
+    agent_acted: bool,
     last_recovery: Option<Recovery>,
     systemd_recoveries: u64,
     gave_up_reason: Option<String>,
@@ -94,6 +101,11 @@ impl Supervised {
     /// Up enough for dependents to start: active, and healthy once checked.
     fn is_up(&self) -> bool {
         self.is_active() && (!self.has_check || self.health.as_ref().is_some_and(|h| h.healthy))
+    }
+
+    /// A restart is scheduled or a job is in flight: the agent has acted.
+    fn pending(&self) -> bool {
+        self.job_in_flight || self.restart_scheduled
     }
 
     fn abort_tasks(&mut self) {
@@ -121,6 +133,11 @@ pub struct Supervisor {
     next_generation: u64,
     manifest_error: Option<String>,
     loaded_at: SystemTime,
+}
+
+/// States systemd leaves a unit in when it will not restart it itself.
+fn is_final(active_state: &str) -> bool {
+    active_state == "failed" || active_state == "inactive"
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -210,9 +227,12 @@ impl Supervisor {
             sub_state: String::new(),
             started: false,
             job_in_flight: false,
+            restart_scheduled: false,
+            starting: false,
             has_check: false,
             health: None,
             down: None,
+            agent_acted: false,
             last_recovery: None,
             systemd_recoveries: 0,
             gave_up_reason: None,
@@ -317,6 +337,7 @@ impl Supervisor {
                 if let Some(s) = self.services.get_mut(&name) {
                     s.started = true;
                     if !s.is_active() {
+                        s.starting = true;
                         eprintln!("xnode-agent: starting {} ({})", name, s.service.unit);
                         self.job(&name, "start");
                     }
@@ -352,7 +373,7 @@ impl Supervisor {
                         observation.detail
                     );
                 }
-                let active = s.is_active() && !s.job_in_flight;
+                let active = s.is_active() && !s.pending();
                 let healthy = observation.healthy;
                 let detail = observation.detail.clone();
                 s.health = Some(observation);
@@ -371,6 +392,7 @@ impl Supervisor {
                 let Some(s) = self.current(&name, generation) else {
                     return;
                 };
+                s.restart_scheduled = false;
                 let what = if s.is_active() { "restart" } else { "start" };
                 self.job(&name, what);
             }
@@ -384,17 +406,27 @@ impl Supervisor {
                     return;
                 };
                 s.job_in_flight = false;
+                s.starting = false;
                 s.tracker.on_restart_done();
-                if let Err(e) = &result {
-                    eprintln!("xnode-agent: {name}: {what} failed: {e}");
-                    s.error = Some(e.clone());
-                } else {
-                    s.error = None;
-                }
-                // A job that left the unit down counts as the unit going down.
-                if !s.is_active() && s.active_state != "activating" {
-                    let state = s.active_state.clone();
-                    let action = s.tracker.on_down(&state);
+                // The unit's state read after the job, not the signals
+                // (which may still be on their way): a failed job, or a
+                // unit already down again, counts as the unit going down.
+                let down = match result {
+                    Ok(state) if is_final(&state) => {
+                        Some(format!("the unit is {state} after {what}"))
+                    }
+                    Ok(_) => {
+                        s.error = None;
+                        None
+                    }
+                    Err(e) => {
+                        eprintln!("xnode-agent: {name}: {what} failed: {e}");
+                        s.error = Some(e.clone());
+                        Some(format!("{what} failed"))
+                    }
+                };
+                if let Some(reason) = down {
+                    let action = s.tracker.on_down(&reason);
                     self.act(&name, action);
                 }
             }
@@ -415,30 +447,17 @@ impl Supervisor {
         s.active_state = change.active_state.clone();
         s.sub_state = change.sub_state.clone();
         let now_active = s.is_active();
-        if was_active && !now_active {
-            // systemd's own Restart= shows as activating/auto-restart.
-            let by = if change.sub_state == "auto-restart" {
-                "systemd"
-            } else {
-                "agent"
-            };
-            s.down = Some((change.at, by));
+        if was_active && !now_active && s.down.is_none() {
+            s.down = Some(change.at);
+            s.agent_acted = s.job_in_flight;
             eprintln!(
-                "xnode-agent: {name}: {} ({}){}",
-                change.active_state,
-                change.sub_state,
-                if by == "systemd" {
-                    ", systemd restarts it"
-                } else {
-                    ""
-                }
+                "xnode-agent: {name}: {} ({})",
+                change.active_state, change.sub_state
             );
-            if by == "agent" && !s.job_in_flight && s.started {
-                let action = s.tracker.on_down(&change.active_state);
-                self.act(name, action);
-            }
-        } else if !was_active && now_active {
-            if let Some((down_at, by)) = s.down.take() {
+        }
+        if now_active {
+            if let Some(down_at) = s.down.take() {
+                let by = if s.agent_acted { "agent" } else { "systemd" };
                 let r = Recovery {
                     by,
                     detected_at: unix(down_at),
@@ -458,6 +477,19 @@ impl Supervisor {
                 }
                 s.last_recovery = Some(r);
             }
+            s.agent_acted = false;
+        } else if is_final(&change.active_state) && s.started && !s.pending() {
+            // Down for good: systemd is not bringing it back (no Restart=,
+            // or its own limits hit). Transitional states (deactivating,
+            // activating/auto-restart) are systemd's business.
+            if s.down.is_none() {
+                s.down = Some(change.at);
+            }
+            let action = s.tracker.on_down(&format!(
+                "the unit is {} ({})",
+                change.active_state, change.sub_state
+            ));
+            self.act(name, action);
         }
     }
 
@@ -487,6 +519,7 @@ impl Supervisor {
                     let what = if s.is_active() { "restart" } else { "start" };
                     self.job(name, what);
                 } else {
+                    s.restart_scheduled = true;
                     let tx = self.events_tx.clone();
                     let generation = s.generation;
                     let n = name.to_string();
@@ -502,25 +535,33 @@ impl Supervisor {
         }
     }
 
-    /// Ask systemd to start, restart or stop the unit; the result comes
-    /// back as an event, so the loop never waits on a job.
+    /// Ask systemd to start or restart the unit; the result (the unit's
+    /// ActiveState after the job) comes back as an event, so the loop never
+    /// waits on a job.
     fn job(&mut self, name: &str, what: &'static str) {
         let Some(s) = self.services.get_mut(name) else {
             return;
         };
         s.job_in_flight = true;
+        s.agent_acted = true;
         let sd = self.sd.clone();
         let unit = s.service.unit.clone();
         let tx = self.events_tx.clone();
         let generation = s.generation;
         let name = name.to_string();
         tokio::spawn(async move {
-            let result = match what {
+            let done = match what {
                 "start" => sd.start(&unit).await,
-                "stop" => sd.stop(&unit).await,
                 _ => sd.restart(&unit).await,
-            }
-            .map_err(|e| e.to_string());
+            };
+            let result = match done {
+                Ok(()) => sd
+                    .state(&unit)
+                    .await
+                    .map(|st| st.active_state)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             let _ = tx.send(Event::JobDone {
                 name,
                 generation,
@@ -611,6 +652,8 @@ impl Supervisor {
                     "gave-up".into()
                 } else if !s.started {
                     "waiting-for-dependencies".into()
+                } else if s.starting {
+                    "starting".into()
                 } else if s.job_in_flight || s.tracker.phase() == Phase::Restarting {
                     "restarting".into()
                 } else {

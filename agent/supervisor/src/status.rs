@@ -32,7 +32,7 @@ pub struct ServiceStatus {
     /// systemd's ActiveState and SubState, as last signalled.
     pub active_state: String,
     pub sub_state: String,
-    /// supervised, waiting-for-dependencies, restarting or gave-up.
+    /// supervised, waiting-for-dependencies, starting, restarting or gave-up.
     pub phase: String,
     /// Active and passing its check (or active, when it has none); null
     /// before the first check.
@@ -223,6 +223,7 @@ mod tests {
                 healthy: healthy == Some(true),
                 detail: "x".into(),
                 latency: std::time::Duration::from_millis(12),
+                at: 1.0,
                 metrics,
             }),
             consecutive_failures: 0,

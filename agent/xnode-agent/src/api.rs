@@ -254,3 +254,140 @@ pub async fn serve_tcp(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::api_client::ApiTarget;
+
+    fn state(dir: &Path) -> (ApiState, watch::Sender<Arc<Status>>) {
+        let (tx, rx) = watch::channel(Arc::new(Status {
+            manifest: "/etc/xnode/manifest.json".into(),
+            ..Status::default()
+        }));
+        let st = ApiState {
+            status: rx,
+            state_dir: dir.to_path_buf(),
+            tpm: probe::TpmSource::None,
+            started_at: 1.0,
+        };
+        (st, tx)
+    }
+
+    #[tokio::test]
+    async fn serves_status_metrics_attestation_over_a_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("run/agent.sock");
+        let (st, tx) = state(dir.path());
+        serve_unix(&sock, router(st.clone())).await.unwrap();
+        let client = ApiTarget {
+            socket: sock.clone(),
+            tcp: None,
+            key: None,
+        };
+        let (code, body) = client.get("/v1/status").await.unwrap();
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["manifest"], "/etc/xnode/manifest.json");
+        assert_eq!(v["agent"]["pid"], std::process::id());
+        assert!(v["attestation"].is_null());
+
+        // The status is live: a new one is served at once.
+        tx.send_replace(Arc::new(Status {
+            manifest: "changed".into(),
+            ..Status::default()
+        }));
+        let (_, body) = client.get("/v1/status").await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("\"manifest\":\"changed\""));
+
+        let (code, body) = client.get("/v1/attestation").await.unwrap();
+        assert_eq!(code, 404);
+        assert!(String::from_utf8_lossy(&body).contains("no attestation yet"));
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/attestation/envelope.json"
+        );
+        std::fs::copy(fixture, dir.path().join(ATTESTATION_FILE)).unwrap();
+        let (code, body) = client.get("/v1/attestation").await.unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(body.as_ref(), std::fs::read(fixture).unwrap().as_slice());
+        let (_, body) = client.get("/v1/status").await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["attestation"]["sequence"].is_u64(), "{v}");
+        assert!(v["attestation"]["error"].is_null(), "{v}");
+
+        let (code, body) = client.get("/metrics").await.unwrap();
+        assert_eq!(code, 200);
+        assert!(String::from_utf8_lossy(&body).ends_with("# EOF\n"));
+        let (code, _) = client.get("/v2/nothing").await.unwrap();
+        assert_eq!(code, 404);
+
+        // A second agent on the same socket is refused; the first still serves.
+        let e = serve_unix(&sock, router(st)).await.unwrap_err().to_string();
+        assert!(e.contains("already running"), "{e}");
+        assert_eq!(client.get("/v1/status").await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn tcp_needs_a_signature_by_an_authorized_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        std::fs::write(&key, [9u8; 32]).unwrap();
+        let public = crate::api_auth::load_signing_key(&key)
+            .unwrap()
+            .verifying_key()
+            .to_bytes();
+        let keys = dir.path().join("authorized");
+        std::fs::write(&keys, hex::encode(public)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let (st, _tx) = state(dir.path());
+        serve_tcp(addr, router(st), Authorizer::from_file(&keys).unwrap())
+            .await
+            .unwrap();
+
+        let signed = ApiTarget {
+            socket: PathBuf::new(),
+            tcp: Some(addr.to_string()),
+            key: Some(key),
+        };
+        assert_eq!(signed.get("/v1/status").await.unwrap().0, 200);
+
+        // No signature: refused, with the reason.
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut tx, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let resp = tx
+            .send_request(
+                hyper::Request::get("/v1/status")
+                    .header("host", "x")
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        use http_body_util::BodyExt;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("no Authorization header"));
+
+        // A key that is not authorized.
+        let other = dir.path().join("other.key");
+        std::fs::write(&other, [3u8; 32]).unwrap();
+        let stranger = ApiTarget {
+            key: Some(other),
+            ..signed.clone()
+        };
+        let (code, body) = stranger.get("/v1/status").await.unwrap();
+        assert_eq!(code, 401);
+        assert!(String::from_utf8_lossy(&body).contains("key not authorized"));
+    }
+}

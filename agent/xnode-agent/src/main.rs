@@ -8,6 +8,7 @@ mod cmd_attest;
 mod cmd_manifest;
 mod cmd_probe;
 mod cmd_run;
+mod cmd_service;
 mod cmd_status;
 mod cmd_unit;
 mod cmd_verify;
@@ -47,6 +48,9 @@ enum Command {
     Run(cmd_run::RunArgs),
     /// One screen on the node from the running agent: services, health, restarts, last attestation.
     Status(cmd_status::StatusArgs),
+    /// Prepare a service's home from the manifest (CometBFT config and keys, kubo config).
+    #[command(subcommand)]
+    Service(cmd_service::ServiceCommand),
     /// Start, stop, restart and inspect systemd units over D-Bus.
     Unit(cmd_unit::UnitArgs),
     /// Work with the service manifest the NixOS modules render.
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::Unit(a) => cmd_unit::run(a),
         Command::Run(a) => cmd_run::run(a),
         Command::Status(a) => cmd_status::run(a),
+        Command::Service(c) => cmd_service::run(c),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(

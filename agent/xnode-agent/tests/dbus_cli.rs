@@ -50,6 +50,14 @@ fn a_bus_without_systemd_is_a_clear_error() {
         .output()
         .unwrap();
     let took = start.elapsed();
+
+    // The daemon: the same clear error, exit 1, and no API socket left.
+    let api = dir.path().join("agent.sock");
+    let run = agent()
+        .args(["run", "--bus", &address, "--manifest", GOLDEN, "--socket"])
+        .arg(&api)
+        .output()
+        .unwrap();
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert_eq!(out.status.code(), Some(1));
@@ -63,7 +71,19 @@ fn a_bus_without_systemd_is_a_clear_error() {
         took < Duration::from_secs(6),
         "took {took:?}: the call must be bounded by its timeout"
     );
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("org.freedesktop.systemd1 is not on this bus"),
+        "{err}"
+    );
+    assert!(!api.exists(), "the API socket was left behind");
 }
+
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/manifest.json"
+);
 
 #[test]
 fn no_bus_at_all_is_a_clear_error() {

@@ -50,3 +50,27 @@ fn broken_manifest_names_each_field_and_exits_1() {
         .collect();
     assert_eq!(paths, ["services[3].unit", "services[0].depends_on[1]"]);
 }
+
+#[test]
+fn the_daemon_refuses_a_broken_manifest_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.json");
+    std::fs::write(&f, br#"{"schema":"xnode.manifest/v1","services":[{"name":"a","unit":"a","kind":"generic"}]}"#).unwrap();
+    let sock = dir.path().join("agent.sock");
+    // The bus address is never used: the manifest is checked first.
+    let out = agent()
+        .args(["run", "--bus", "unix:path=/nonexistent/bus", "--manifest"])
+        .arg(&f)
+        .arg("--socket")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("services[0].unit: 'a' is not a systemd service unit name"),
+        "{err}"
+    );
+    assert!(!err.contains("D-Bus"), "{err}");
+    assert!(!sock.exists());
+}

@@ -35,3 +35,49 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// Run a tests/vm scenario script with the agent binary; returns its
+/// XNODE-VMTEST lines after checking the run began, ended, had no FAIL
+/// line, and passed every check in `checks`. `None` when the VM parts are
+/// missing (skipped, said loudly).
+pub fn vm_scenario(script: &str, checks: &[&str]) -> Option<Vec<String>> {
+    if !is_root() || !have("mmdebstrap") || !have("qemu-system-x86_64") || !have("mke2fs") {
+        missing("root, mmdebstrap, qemu-system-x86 and e2fsprogs to boot a systemd VM");
+        return None;
+    }
+    let path = format!("{}/../../tests/vm/{script}", env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(&path)
+        .arg(env!("CARGO_BIN_EXE_xnode-agent"))
+        .arg(work.path())
+        .output()
+        .unwrap_or_else(|e| panic!("run {path}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    println!("{stdout}");
+    assert!(out.status.success(), "the VM harness failed:\n{stderr}");
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("XNODE-VMTEST BEGIN systemd")),
+        "the guest never ran the checks"
+    );
+    assert!(
+        lines.iter().any(|l| l == "XNODE-VMTEST END"),
+        "the guest did not finish the checks"
+    );
+    let failed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("XNODE-VMTEST FAIL"))
+        .collect();
+    assert!(failed.is_empty(), "failed in the VM: {failed:#?}");
+    for name in checks {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("XNODE-VMTEST PASS {name} "))),
+            "check {name} did not pass"
+        );
+    }
+    Some(lines)
+}
