@@ -98,13 +98,13 @@ impl Tracker {
         ))
     }
 
-    /// The unit left the active state without the agent asking, and
-    /// systemd is not bringing it back itself.
-    pub fn on_down(&mut self, state: &str) -> Action {
+    /// The unit is down and systemd is not bringing it back itself;
+    /// `reason` says how ("the unit is failed (failed)").
+    pub fn on_down(&mut self, reason: &str) -> Action {
         if self.phase != Phase::Running {
             return Action::Nothing;
         }
-        self.schedule(format!("the unit is {state}"))
+        self.schedule(reason.to_string())
     }
 
     /// The restart the agent asked for has finished (well or not); the
@@ -201,7 +201,10 @@ mod tests {
             [0.0, 1.0, 2.0, 4.0].map(Duration::from_secs_f64).to_vec()
         );
         match t.on_down("failed") {
-            Action::GiveUp { reason } => assert!(reason.contains("4 restart(s)"), "{reason}"),
+            Action::GiveUp { reason } => assert_eq!(
+                reason,
+                "failed; 4 restart(s) without a healthy period, giving up"
+            ),
             other => panic!("{other:?}"),
         }
         assert_eq!(t.phase(), Phase::GaveUp);

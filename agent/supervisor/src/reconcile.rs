@@ -40,6 +40,11 @@ enum Event {
         name: String,
         generation: u64,
     },
+    /// Time for systemd's own Restart= to have acted is up.
+    DownCheck {
+        name: String,
+        generation: u64,
+    },
     JobDone {
         name: String,
         generation: u64,
@@ -86,6 +91,11 @@ struct Supervised {
     down: Option<SystemTime>,
     /// The agent queued a job since then (so it, not systemd, brought it back).
     agent_acted: bool,
+    /// The unit's own Restart= and RestartSec=, when it has one: systemd
+    /// passes a unit through "failed" on its way to restarting it, so the
+    /// agent gives systemd this long (and a margin) before acting.
+    systemd_restart: Option<Duration>,
+    down_check_scheduled: bool,
     last_recovery: Option<Recovery>,
     systemd_recoveries: u64,
     gave_up_reason: Option<String>,
@@ -135,7 +145,11 @@ pub struct Supervisor {
     loaded_at: SystemTime,
 }
 
-/// States systemd leaves a unit in when it will not restart it itself.
+/// How long after a unit's RestartSec= the agent waits for systemd's own
+/// restart before starting the unit itself.
+const SYSTEMD_RESTART_MARGIN: Duration = Duration::from_secs(2);
+
+/// States a unit rests in when nothing is starting it.
 fn is_final(active_state: &str) -> bool {
     active_state == "failed" || active_state == "inactive"
 }
@@ -233,6 +247,8 @@ impl Supervisor {
             health: None,
             down: None,
             agent_acted: false,
+            systemd_restart: None,
+            down_check_scheduled: false,
             last_recovery: None,
             systemd_recoveries: 0,
             gave_up_reason: None,
@@ -262,6 +278,9 @@ impl Supervisor {
                     Ok(st) => {
                         sup.active_state = st.active_state;
                         sup.sub_state = st.sub_state;
+                        if st.restart != "no" {
+                            sup.systemd_restart = Some(Duration::from_micros(st.restart_usec));
+                        }
                     }
                     Err(e) => sup.error = Some(e.to_string()),
                 }
@@ -388,6 +407,19 @@ impl Supervisor {
                 let action = s.tracker.on_health(healthy, &detail);
                 self.act(&name, action);
             }
+            Event::DownCheck { name, generation } => {
+                let Some(s) = self.current(&name, generation) else {
+                    return;
+                };
+                s.down_check_scheduled = false;
+                if is_final(&s.active_state) && s.started && !s.pending() {
+                    let action = s.tracker.on_down(&format!(
+                        "the unit is {} ({}) and its own Restart= did not bring it back",
+                        s.active_state, s.sub_state
+                    ));
+                    self.act(&name, action);
+                }
+            }
             Event::RestartDue { name, generation } => {
                 let Some(s) = self.current(&name, generation) else {
                     return;
@@ -440,6 +472,7 @@ impl Supervisor {
     }
 
     fn on_unit(&mut self, name: &str, generation: u64, change: UnitChange) {
+        let tx = self.events_tx.clone();
         let Some(s) = self.current(name, generation) else {
             return;
         };
@@ -479,17 +512,35 @@ impl Supervisor {
             }
             s.agent_acted = false;
         } else if is_final(&change.active_state) && s.started && !s.pending() {
-            // Down for good: systemd is not bringing it back (no Restart=,
-            // or its own limits hit). Transitional states (deactivating,
-            // activating/auto-restart) are systemd's business.
+            // Down, and not in a transition (deactivating, activating
+            // auto-restart) that is systemd's business.
             if s.down.is_none() {
                 s.down = Some(change.at);
             }
-            let action = s.tracker.on_down(&format!(
-                "the unit is {} ({})",
-                change.active_state, change.sub_state
-            ));
-            self.act(name, action);
+            match s.systemd_restart {
+                // systemd restarts it itself: act only if it has not
+                // after its RestartSec (its start limit may have hit).
+                Some(wait) if !s.down_check_scheduled => {
+                    s.down_check_scheduled = true;
+                    let generation = s.generation;
+                    let n = name.to_string();
+                    s.tasks.push(tokio::spawn(async move {
+                        tokio::time::sleep(wait + SYSTEMD_RESTART_MARGIN).await;
+                        let _ = tx.send(Event::DownCheck {
+                            name: n,
+                            generation,
+                        });
+                    }));
+                }
+                Some(_) => {}
+                None => {
+                    let action = s.tracker.on_down(&format!(
+                        "the unit is {} ({})",
+                        change.active_state, change.sub_state
+                    ));
+                    self.act(name, action);
+                }
+            }
         }
     }
 

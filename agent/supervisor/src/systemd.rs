@@ -61,6 +61,10 @@ trait Service {
     fn exec_main_status(&self) -> zbus::Result<i32>;
     #[zbus(property, name = "MainPID")]
     fn main_pid(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn restart(&self) -> zbus::Result<String>;
+    #[zbus(property, name = "RestartUSec")]
+    fn restart_usec(&self) -> zbus::Result<u64>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,10 @@ pub struct UnitState {
     /// Exit status of the main process's last run.
     pub exec_main_status: i32,
     pub main_pid: u32,
+    /// The unit's Restart= ("no", "always", "on-failure", ...).
+    pub restart: String,
+    /// Its RestartSec=, in microseconds.
+    pub restart_usec: u64,
 }
 
 /// A connection to systemd's manager.
@@ -221,6 +229,8 @@ impl Systemd {
                 n_restarts: s.n_restarts().await.unwrap_or(0),
                 exec_main_status: s.exec_main_status().await.unwrap_or(0),
                 main_pid: s.main_pid().await.unwrap_or(0),
+                restart: s.restart().await.unwrap_or_else(|_| "no".into()),
+                restart_usec: s.restart_usec().await.unwrap_or(0),
             })
         })
         .await

@@ -55,7 +55,11 @@ fn broken_manifest_names_each_field_and_exits_1() {
 fn the_daemon_refuses_a_broken_manifest_before_touching_anything() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.json");
-    std::fs::write(&f, br#"{"schema":"xnode.manifest/v1","services":[{"name":"a","unit":"a","kind":"generic"}]}"#).unwrap();
+    std::fs::write(
+        &f,
+        br#"{"schema":"xnode.manifest/v1","services":[{"name":"a","unit":"a","kind":"generic"}]}"#,
+    )
+    .unwrap();
     let sock = dir.path().join("agent.sock");
     // The bus address is never used: the manifest is checked first.
     let out = agent()

@@ -59,7 +59,9 @@ pub fn vm_scenario(script: &str, checks: &[&str]) -> Option<Vec<String>> {
     assert!(out.status.success(), "the VM harness failed:\n{stderr}");
     let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
     assert!(
-        lines.iter().any(|l| l.starts_with("XNODE-VMTEST BEGIN systemd")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("XNODE-VMTEST BEGIN systemd")),
         "the guest never ran the checks"
     );
     assert!(
