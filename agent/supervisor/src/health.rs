@@ -85,8 +85,10 @@ where
 #[derive(Debug)]
 pub enum Checker {
     Http {
-        client: reqwest::Client,
         url: String,
+        /// Set for http:// URLs (the light path); https:// uses `client`.
+        plain: Option<hyper::Uri>,
+        client: Option<reqwest::Client>,
         expect_status: u16,
     },
     Tcp {
@@ -119,16 +121,30 @@ impl Schedule {
         };
         let timeout = Duration::from_secs_f64(timeout);
         let checker = match check {
-            Check::Http { url, expect_status } => Checker::Http {
-                client: reqwest::Client::builder()
-                    .timeout(timeout)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .build()
-                    .map_err(|e| format!("{}: cannot build an HTTP client: {e}", s.name))?,
-                url,
-                expect_status,
-            },
+            Check::Http { url, expect_status } => {
+                let plain = url
+                    .starts_with("http://")
+                    .then(|| url.parse::<hyper::Uri>())
+                    .transpose()
+                    .map_err(|e| format!("{}: {url}: {e}", s.name))?;
+                let client = match plain {
+                    Some(_) => None,
+                    None => Some(
+                        reqwest::Client::builder()
+                            .timeout(timeout)
+                            .redirect(reqwest::redirect::Policy::none())
+                            .no_proxy()
+                            .build()
+                            .map_err(|e| format!("{}: cannot build an HTTP client: {e}", s.name))?,
+                    ),
+                };
+                Checker::Http {
+                    url,
+                    plain,
+                    client,
+                    expect_status,
+                }
+            }
             Check::Tcp { address } => Checker::Tcp { address },
             Check::Exec { command } => Checker::Exec { command },
             Check::Kind => match s.kind {
@@ -208,19 +224,29 @@ impl Checker {
     async fn run(&mut self) -> KindReport {
         match self {
             Checker::Http {
-                client,
                 url,
+                plain,
+                client,
                 expect_status,
-            } => match client.get(url.as_str()).send().await {
-                Ok(r) if r.status().as_u16() == *expect_status => {
-                    healthy(format!("HTTP {}", r.status().as_u16()))
+            } => {
+                let status = match (plain, client) {
+                    (Some(uri), _) => crate::http_probe::status(uri).await,
+                    (None, Some(c)) => c
+                        .get(url.as_str())
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .map_err(|e| error_chain(&e)),
+                    (None, None) => Err("no HTTP client".into()),
+                };
+                match status {
+                    Ok(code) if code == *expect_status => healthy(format!("HTTP {code}")),
+                    Ok(code) => KindReport::unhealthy(format!(
+                        "HTTP {code} from {url}, expected {expect_status}"
+                    )),
+                    Err(e) => KindReport::unhealthy(format!("{url}: {e}")),
                 }
-                Ok(r) => KindReport::unhealthy(format!(
-                    "HTTP {} from {url}, expected {expect_status}",
-                    r.status().as_u16()
-                )),
-                Err(e) => KindReport::unhealthy(format!("{url}: {}", error_chain(&e))),
-            },
+            }
             Checker::Tcp { address } => {
                 match tokio::net::TcpStream::connect(address.as_str()).await {
                     Ok(_) => healthy(format!("{address} accepts connections")),
@@ -348,6 +374,27 @@ mod tests {
         .await;
         assert!(o.healthy, "{o:?}");
         assert_eq!(o.detail, "HTTP 200");
+
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let o = observe(
+            serde_json::json!({"check": {"type": "http", "url": format!("http://{closed}/")}}),
+        )
+        .await;
+        assert!(!o.healthy && o.detail.contains("refused"), "{}", o.detail);
+
+        // https goes through the full client; a plain server is no TLS peer.
+        let o = observe(
+            serde_json::json!({"check": {"type": "http", "url": format!("https://{ok}/")}}),
+        )
+        .await;
+        assert!(
+            !o.healthy && o.detail.starts_with(&format!("https://{ok}/: ")),
+            "{}",
+            o.detail
+        );
 
         let bad = http_server(Some(503)).await;
         let o = observe(

@@ -5,6 +5,7 @@
 
 pub mod cometbft;
 pub mod health;
+mod http_probe;
 pub mod kubo;
 pub mod manifest;
 pub mod policy;

@@ -61,8 +61,10 @@ pub fn load_manifest(path: &Path) -> Result<(Manifest, Vec<u8>), String> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread is plenty for a loop that mostly waits, and keeps the
+    // footprint small (one malloc arena, one stack); the probe behind
+    // /v1/inventory runs on the blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(daemon(args))
