@@ -145,6 +145,16 @@ pub struct Supervisor {
     loaded_at: SystemTime,
 }
 
+/// Deliver `event` to the loop after `after` (a timer the service's
+/// tasks own, so a reload cancels it).
+fn send_later(tx: &mpsc::UnboundedSender<Event>, after: Duration, event: Event) -> JoinHandle<()> {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = tx.send(event);
+    })
+}
+
 /// How long after a unit's RestartSec= the agent waits for systemd's own
 /// restart before starting the unit itself.
 const SYSTEMD_RESTART_MARGIN: Duration = Duration::from_secs(2);
@@ -522,15 +532,12 @@ impl Supervisor {
                 // after its RestartSec (its start limit may have hit).
                 Some(wait) if !s.down_check_scheduled => {
                     s.down_check_scheduled = true;
-                    let generation = s.generation;
-                    let n = name.to_string();
-                    s.tasks.push(tokio::spawn(async move {
-                        tokio::time::sleep(wait + SYSTEMD_RESTART_MARGIN).await;
-                        let _ = tx.send(Event::DownCheck {
-                            name: n,
-                            generation,
-                        });
-                    }));
+                    let event = Event::DownCheck {
+                        name: name.to_string(),
+                        generation: s.generation,
+                    };
+                    s.tasks
+                        .push(send_later(&tx, wait + SYSTEMD_RESTART_MARGIN, event));
                 }
                 Some(_) => {}
                 None => {
@@ -571,16 +578,11 @@ impl Supervisor {
                     self.job(name, what);
                 } else {
                     s.restart_scheduled = true;
-                    let tx = self.events_tx.clone();
-                    let generation = s.generation;
-                    let n = name.to_string();
-                    s.tasks.push(tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        let _ = tx.send(Event::RestartDue {
-                            name: n,
-                            generation,
-                        });
-                    }));
+                    let event = Event::RestartDue {
+                        name: name.to_string(),
+                        generation: s.generation,
+                    };
+                    s.tasks.push(send_later(&self.events_tx, after, event));
                 }
             }
         }

@@ -575,11 +575,7 @@ mod tests {
     use super::*;
 
     fn settings(home: &Path) -> Settings {
-        let mut map = serde_json::Map::new();
-        map.insert("home".into(), home.to_string_lossy().into_owned().into());
-        map.insert("moniker".into(), "xnode-1".into());
-        map.insert("chain_id".into(), "xnode-testnet-1".into());
-        Settings::parse(&map).unwrap()
+        super::super::settings::test_settings(home)
     }
 
     #[test]

@@ -421,17 +421,24 @@ pub(super) fn json_to_toml(
     })
 }
 
+/// Minimal valid settings for a home at `home`, for tests.
+#[cfg(test)]
+pub(super) fn test_settings(home: &std::path::Path) -> Settings {
+    let mut map = serde_json::Map::new();
+    map.insert("home".into(), home.to_string_lossy().into_owned().into());
+    map.insert("moniker".into(), "xnode-1".into());
+    map.insert("chain_id".into(), "xnode-testnet-1".into());
+    #[allow(clippy::unwrap_used)]
+    Settings::parse(&map).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
 
     fn settings(home: &Path) -> Settings {
-        let mut map = serde_json::Map::new();
-        map.insert("home".into(), home.to_string_lossy().into_owned().into());
-        map.insert("moniker".into(), "xnode-1".into());
-        map.insert("chain_id".into(), "xnode-testnet-1".into());
-        Settings::parse(&map).unwrap()
+        test_settings(home)
     }
 
     fn parse(v: serde_json::Value) -> Result<Settings, Vec<(String, String)>> {
