@@ -37,6 +37,7 @@ fn supervision_against_real_systemd_in_a_vm() {
             "no-reload-without-signal",
             "sighup-applied",
             "sighup-clears-rejection",
+            "unknown-unit-reported",
             "watchdog-held",
             "sd-status",
             "agent-stop-leaves-services",
