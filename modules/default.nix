@@ -1,0 +1,12 @@
+# Every Xnode service module; `nixosModules.default` is this plus the
+# overlay that provides pkgs.xnode-agent and pkgs.cometbft.
+{
+  imports = [
+    ./services.nix
+    ./agent.nix
+    ./cometbft.nix
+    ./ipfs.nix
+    ./mesh.nix
+    ./port-conflicts.nix
+  ];
+}

@@ -1,0 +1,119 @@
+# Module configurations evaluated by eval-modules.nix. Each names the
+# units whose rendering is compared with the golden file.
+let
+  agent = {
+    services.xnode.agent.enable = true;
+  };
+  chain = {
+    services.xnode.cometbft = {
+      enable = true;
+      chainId = "xnode-testnet-1";
+      genesis = "/etc/xnode/cometbft/genesis.json";
+    };
+  };
+in
+{
+  # A validator with all three services, as the appliance runs them.
+  validator = {
+    units = [
+      "xnode-agent"
+      "xnode-identity"
+      "xnode-attest"
+      "cometbft"
+      "ipfs"
+      "xnode-mesh"
+    ];
+    modules = [
+      agent
+      chain
+      {
+        networking.hostName = "xnode-validator-1";
+        services.xnode.cometbft = {
+          validator.enable = true;
+          validator.generateKey = true;
+          minPeers = 3;
+          persistentPeers = [ "5576458aef205977e18fd50b274e9b5d9014525a@10.20.0.11:26656" ];
+          settings.consensus.timeout_commit = "1s";
+        };
+        services.xnode.ipfs = {
+          enable = true;
+          storageMax = "100GB";
+        };
+        services.xnode.mesh.enable = true;
+        services.xnode.services.cometbft.dependsOn = [ "ipfs" ];
+      }
+    ];
+  };
+
+  # An operator's own service beside the agent, with an http check.
+  generic = {
+    units = [ "node-exporter" ];
+    modules = [
+      agent
+      {
+        services.xnode.services.metrics-exporter = {
+          unit = "node-exporter.service";
+          health = {
+            check = {
+              type = "http";
+              url = "http://127.0.0.1:9100/metrics";
+            };
+            intervalSecs = 15;
+          };
+          restart.unhealthyAfter = 2;
+          serviceConfig.ExecStart = "/run/current-system/sw/bin/node_exporter";
+        };
+      }
+    ];
+  };
+
+  # Bad input: each must fail evaluation with an assertion saying how to fix it.
+  port-conflict = {
+    units = [ ];
+    modules = [
+      agent
+      chain
+      {
+        services.xnode.ipfs.enable = true;
+        services.xnode.ipfs.gateway = "/ip4/127.0.0.1/tcp/26657";
+      }
+    ];
+  };
+  validator-without-key = {
+    units = [ ];
+    modules = [
+      agent
+      chain
+      { services.xnode.cometbft.validator.enable = true; }
+    ];
+  };
+  validator-key-in-store = {
+    units = [ ];
+    modules = [
+      agent
+      chain
+      {
+        services.xnode.cometbft.validator = {
+          enable = true;
+          keyFile = "/nix/store/00000000000000000000000000000000-priv_validator_key.json";
+        };
+      }
+    ];
+  };
+  cometbft-without-agent = {
+    units = [ ];
+    modules = [ chain ];
+  };
+  gpu-service-without-profile = {
+    units = [ ];
+    modules = [
+      agent
+      {
+        services.xnode.services.trainer = {
+          gpu = true;
+          serviceConfig.ExecStart = "/run/current-system/sw/bin/true";
+        };
+      }
+    ];
+  };
+}
