@@ -76,6 +76,11 @@ let
   };
 in
 {
+  imports = [
+    ./services.nix
+    ./port-conflicts.nix
+  ];
+
   options.services.xnode.agent = {
     enable = lib.mkEnableOption "the Xnode agent (probe, attest, supervise)";
     package = mkOption {

@@ -49,6 +49,8 @@ let
   underStateDir = lib.hasPrefix "/var/lib/" cfg.home;
 in
 {
+  imports = [ ./agent.nix ];
+
   options.services.xnode.cometbft = {
     enable = lib.mkEnableOption "a CometBFT node supervised by the Xnode agent";
     package = mkOption {

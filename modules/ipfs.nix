@@ -28,6 +28,8 @@ let
   underStateDir = lib.hasPrefix "/var/lib/" cfg.repo;
 in
 {
+  imports = [ ./agent.nix ];
+
   options.services.xnode.ipfs = {
     enable = lib.mkEnableOption "a kubo (IPFS) node supervised by the Xnode agent";
     package = mkOption {

@@ -10,6 +10,8 @@ let
   listen = ports.parse cfg.listen;
 in
 {
+  imports = [ ./agent.nix ];
+
   options.services.xnode.mesh = {
     enable = lib.mkEnableOption "the Xnode libp2p mesh";
     listen = mkOption {

@@ -14,7 +14,7 @@ let
       result = lib.evalModules {
         modules = [
           stubs.module
-          ../../modules
+          (scenario.base or ../../modules)
         ]
         ++ scenario.modules;
         specialArgs = {

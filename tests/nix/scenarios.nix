@@ -67,6 +67,16 @@ in
     ];
   };
 
+  # nixosModules.ipfs imported on its own (it brings the agent with it).
+  ipfs-module-alone = {
+    base = ../../modules/ipfs.nix;
+    units = [ "ipfs" ];
+    modules = [
+      agent
+      { services.xnode.ipfs.enable = true; }
+    ];
+  };
+
   # Bad input: each must fail evaluation with an assertion saying how to fix it.
   port-conflict = {
     units = [ ];
