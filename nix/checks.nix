@@ -79,9 +79,12 @@ in
     touch $out
   '';
 }
-// lib.mapAttrs' (
-  name: configuration: lib.nameValuePair "manifest-${name}" (manifestCheck name configuration)
-) self.nixosConfigurations
-// lib.mapAttrs' (
-  name: profile: lib.nameValuePair "hardware-${name}" (evalProfile name profile)
-) hardware
+# The configurations and profiles are x86_64 machines.
+// lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") (
+  lib.mapAttrs' (
+    name: configuration: lib.nameValuePair "manifest-${name}" (manifestCheck name configuration)
+  ) self.nixosConfigurations
+  // lib.mapAttrs' (
+    name: profile: lib.nameValuePair "hardware-${name}" (evalProfile name profile)
+  ) hardware
+)

@@ -1,5 +1,5 @@
 # CometBFT v0.38 (ABCI 2.0): nixpkgs has no cometbft package, so it is
-# built here at a pinned release. Hashes: docs/nix-pins.md.
+# built here at a pinned release. Where each hash comes from: docs/flake.md.
 {
   lib,
   buildGoModule,

@@ -272,3 +272,52 @@ fn the_modules_evaluate_to_the_golden_manifest_and_units() {
         "{agent_unit}"
     );
 }
+
+#[test]
+fn the_flake_wires_every_output_and_finds_every_check() {
+    if !nix_available() {
+        return;
+    }
+    let Some(lib) = std::env::var_os("NIXPKGS_LIB") else {
+        eprintln!(
+            "SKIPPED (not run): NIXPKGS_LIB is not set; the flake's wiring is evaluated with \
+             nixpkgs' lib and stand-ins for nixpkgs and disko"
+        );
+        return;
+    };
+    let lib = Path::new(&lib).canonicalize().expect("NIXPKGS_LIB exists");
+    let r = nix_eval(
+        "tests/nix/flake-outputs.nix",
+        &["--arg", "nixpkgsLib", lib.to_str().unwrap()],
+    );
+    golden("tests/fixtures/nix/flake-outputs.json", &r);
+
+    // Every tests/<scenario>.nix is a check on x86_64-linux: found, not listed.
+    let checks: Vec<&str> = r["checks"]["x86_64-linux"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for entry in std::fs::read_dir(repo().join("tests")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if let Some(scenario) = name.strip_suffix(".nix") {
+            let check = format!("vm-{scenario}");
+            assert!(
+                checks.contains(&check.as_str()),
+                "{check} not in {checks:?}"
+            );
+        }
+    }
+    // The modules default to the flake's own packages.
+    let exec = r["defaultModule"]["cometbftExecStart"].as_str().unwrap();
+    assert!(
+        exec.contains("-flake-cometbft/bin/cometbft start"),
+        "{exec}"
+    );
+    let exec = r["agentModuleAlone"]["agentExecStart"].as_str().unwrap();
+    assert!(
+        exec.contains("-flake-xnode-agent/bin/xnode-agent run"),
+        "{exec}"
+    );
+}
