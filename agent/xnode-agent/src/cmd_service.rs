@@ -3,6 +3,8 @@
 //! unit's ExecStartPre): CometBFT's config, genesis and keys; kubo's
 //! repository config. Safe to run at every start: keys are never
 //! overwritten and files are written only when their content changes.
+//! Bootstrap peers from the first-boot configuration, when the node has
+//! one, are added to the manifest's own.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,11 +24,22 @@ pub enum ServiceCommand {
             default_value = "/etc/xnode/manifest.json"
         )]
         manifest: PathBuf,
+        /// The installed first-boot configuration; ignored when absent.
+        #[arg(
+            long,
+            env = "XNODE_NODE_CONFIG",
+            default_value = "/var/lib/xnode/firstboot.json"
+        )]
+        node_config: PathBuf,
     },
 }
 
 pub fn run(cmd: ServiceCommand) -> anyhow::Result<ExitCode> {
-    let ServiceCommand::Init { name, manifest } = cmd;
+    let ServiceCommand::Init {
+        name,
+        manifest,
+        node_config,
+    } = cmd;
     let (m, _) = crate::cmd_run::load_manifest(&manifest).map_err(anyhow::Error::msg)?;
     let service = m
         .services
@@ -40,15 +53,31 @@ pub fn run(cmd: ServiceCommand) -> anyhow::Result<ExitCode> {
             .collect();
         anyhow::anyhow!("{name}: {}", list.join("; "))
     };
+    let mut settings = service.settings.clone();
+    if let Some(c) = crate::node_config::load(&node_config)? {
+        let (key, peers) = match service.kind {
+            Kind::Cometbft => ("persistent_peers", &c.bootstrap.cometbft),
+            Kind::Kubo => ("bootstrap", &c.bootstrap.ipfs),
+            Kind::Mesh => ("bootstrap", &c.bootstrap.mesh),
+            Kind::Generic => ("", &Vec::new()),
+        };
+        if !peers.is_empty() {
+            println!(
+                "{name}: {} bootstrap peer(s) from {}",
+                peers.len(),
+                node_config.display()
+            );
+        }
+        crate::node_config::extend_list(&mut settings, key, peers);
+    }
     match service.kind {
         Kind::Cometbft => {
-            let s =
-                supervisor::cometbft::Settings::parse(&service.settings).map_err(settings_error)?;
+            let s = supervisor::cometbft::Settings::parse(&settings).map_err(settings_error)?;
             let report = supervisor::cometbft::init_home(&s)?;
             print!("{report}");
         }
         Kind::Kubo => {
-            let s = supervisor::kubo::Settings::parse(&service.settings).map_err(settings_error)?;
+            let s = supervisor::kubo::Settings::parse(&settings).map_err(settings_error)?;
             let report = supervisor::kubo::configure(&s)?;
             println!("{report}");
         }

@@ -5,6 +5,7 @@ mod api_auth;
 mod api_client;
 #[cfg(feature = "attest")]
 mod cmd_attest;
+mod cmd_firstboot;
 mod cmd_manifest;
 mod cmd_probe;
 mod cmd_run;
@@ -12,6 +13,7 @@ mod cmd_service;
 mod cmd_status;
 mod cmd_unit;
 mod cmd_verify;
+mod node_config;
 mod summary;
 
 use std::process::ExitCode;
@@ -51,6 +53,9 @@ enum Command {
     /// Prepare a service's home from the manifest (CometBFT config and keys, kubo config).
     #[command(subcommand)]
     Service(cmd_service::ServiceCommand),
+    /// The first-boot configuration (owner keys, role, bootstrap peers): check or install it.
+    #[command(subcommand)]
+    Firstboot(cmd_firstboot::FirstbootCommand),
     /// Start, stop, restart and inspect systemd units over D-Bus.
     Unit(cmd_unit::UnitArgs),
     /// Work with the service manifest the NixOS modules render.
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run::run(a),
         Command::Status(a) => cmd_status::run(a),
         Command::Service(c) => cmd_service::run(c),
+        Command::Firstboot(c) => cmd_firstboot::run(c),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(
