@@ -61,6 +61,13 @@
             self.nixosModules.default
             disko.nixosModules.disko
             ./configurations/${name}.nix
+            {
+              # The live installer carries this flake to install offline.
+              xnode.installer = {
+                flake = self;
+                configuration = name;
+              };
+            }
           ];
         };
 

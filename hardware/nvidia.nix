@@ -130,7 +130,9 @@ in
     # merged key by key. A configuration with its own allowUnfreePredicate
     # may override this one; it must then cover these names too (or set
     # allowUnfree = true).
-    (lib.optionalAttrs (!options.nixpkgs.pkgs.isDefined) {
+    # mkIf, not optionalAttrs: whether nixpkgs.pkgs is defined depends on
+    # every module's definitions, this one's included (infinite recursion).
+    (lib.mkIf (!options.nixpkgs.pkgs.isDefined) {
       nixpkgs.config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) unfreeDriverNames;
     })
 

@@ -42,6 +42,34 @@ let
     )
   );
 
+  # A periodic report is bound to a public beacon: the latest CometBFT
+  # block hash when this node runs CometBFT, else the clock beacon
+  # SHA-256("xnode-clock-beacon/v1 " + the UTC minute), which any verifier
+  # recomputes from the report's time (docs/flake.md).
+  cometbftRpc =
+    let
+      m = builtins.match "tcp://(.*):([0-9]+)" (xnode.cometbft.rpcAddress or "");
+      host = builtins.head m;
+    in
+    if (xnode.cometbft.enable or false) && m != null then
+      "http://${if host == "0.0.0.0" || host == "" then "127.0.0.1" else host}:${builtins.elemAt m 1}"
+    else
+      null;
+  attestScript = pkgs.writeShellScript "xnode-attest" ''
+    set -eu
+    beacon=""
+    ${lib.optionalString (cometbftRpc != null) ''
+      beacon=$(${pkgs.curl}/bin/curl -fsS --max-time 5 ${cometbftRpc}/status \
+        | ${pkgs.jq}/bin/jq -r '.result.sync_info.latest_block_hash // empty' || true)
+    ''}
+    if [ -z "$beacon" ]; then
+      beacon=$(printf 'xnode-clock-beacon/v1 %s' "$(date -u +%Y-%m-%dT%H:%MZ)" \
+        | ${pkgs.coreutils}/bin/sha256sum | cut -d' ' -f1)
+    fi
+    exec ${agentBin} attest --state-dir ${cfg.stateDir} --tcti ${cfg.tcti} \
+      --beacon "$beacon" --out ${cfg.stateDir}/attestation.json
+  '';
+
   # NVML (libnvidia-ml.so) comes from the driver, not the store.
   nvmlEnvironment = lib.optionalAttrs xnode.hardware.nvidia.enable {
     LD_LIBRARY_PATH = "/run/opengl-driver/lib";
@@ -228,7 +256,7 @@ in
       wants = [ "xnode-identity.service" ];
       serviceConfig = agentHardening // {
         Type = "oneshot";
-        ExecStart = "${agentBin} attest --state-dir ${cfg.stateDir} --tcti ${cfg.tcti} --out ${cfg.stateDir}/attestation.json";
+        ExecStart = attestScript;
         # The report quotes the boot event log, which only root may read.
         ReadOnlyPaths = [ "/sys/kernel/security" ];
       };

@@ -8,5 +8,6 @@
     ./ipfs.nix
     ./mesh.nix
     ./port-conflicts.nix
+    ./firstboot.nix
   ];
 }

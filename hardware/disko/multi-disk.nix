@@ -75,7 +75,7 @@ in
           empty, so there is no data volume for ${stateDir}. List the data disks,
           e.g. xnode.disks.data = [ "/dev/disk/by-id/..." "/dev/disk/by-id/..." ];
           (`ls -l /dev/disk/by-id/` on the host names them), or use
-          hardware/disko/single-disk.nix (nixosModules.disko-single-disk) instead.
+          hardware/disko/single-disk.nix (nixosModules.hardware-disko-single-disk) instead.
         '';
       }
       {

@@ -22,6 +22,7 @@ in
       "cometbft"
       "ipfs"
       "xnode-mesh"
+      "xnode-firstboot"
     ];
     modules = [
       agent
@@ -113,6 +114,57 @@ in
   cometbft-without-agent = {
     units = [ ];
     modules = [ chain ];
+  };
+  # A GPU host: the NVIDIA profile with a facter report that lists an
+  # H100, and a service granted the GPUs.
+  gpu-host = {
+    units = [
+      "xnode-agent"
+      "trainer"
+    ];
+    modules = [
+      agent
+      ../../hardware/nvidia.nix
+      {
+        hardware.nvidia.package = { };
+        hardware.facter.report.hardware.graphics_card = [
+          {
+            vendor = {
+              type = "pci";
+              value = 4318; # 0x10de, NVIDIA
+            };
+            base_class.value = 3;
+          }
+        ];
+        services.xnode.services.trainer = {
+          gpu = true;
+          serviceConfig.ExecStart = "/run/current-system/sw/bin/trainer";
+        };
+      }
+    ];
+  };
+
+  # The NVIDIA profile on a host whose nixos-facter report has no NVIDIA
+  # GPU (an Intel iGPU only).
+  nvidia-profile-without-nvidia-gpu = {
+    units = [ ];
+    modules = [
+      agent
+      ../../hardware/nvidia.nix
+      {
+        # Stand-in for the driver package nixpkgs would provide.
+        hardware.nvidia.package = { };
+        hardware.facter.report.hardware.graphics_card = [
+          {
+            vendor = {
+              type = "pci";
+              value = 32902; # 0x8086, Intel
+            };
+            base_class.value = 3;
+          }
+        ];
+      }
+    ];
   };
   gpu-service-without-profile = {
     units = [ ];

@@ -59,6 +59,12 @@ in
         type = types.lazyAttrsOf (types.lazyAttrsOf types.anything);
         default = { };
       };
+      # Read by the NVIDIA profile: is pkgs given from outside?
+      nixpkgs.pkgs = mkOption { type = types.unspecified; };
+      nixpkgs.config = mkOption {
+        type = types.lazyAttrsOf types.anything;
+        default = { };
+      };
       services.xserver = mkOption {
         type = types.attrsOf types.anything;
         default = { };

@@ -211,6 +211,10 @@ const BAD: &[(&str, &str)] = &[
         "gpu-service-without-profile",
         "import nixosModules.hardware-nvidia",
     ),
+    (
+        "nvidia-profile-without-nvidia-gpu",
+        "remove the NVIDIA profile",
+    ),
 ];
 
 #[test]
