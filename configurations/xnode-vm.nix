@@ -10,6 +10,10 @@
   nixpkgs.hostPlatform = "x86_64-linux";
   networking.hostName = "xnode-vm";
   xnode.disks.main = "/dev/vda";
+  # Installed on a VM's disk it boots like a server (UEFI); `nix run .#vm`
+  # boots the kernel directly and ignores this.
+  boot.loader.systemd-boot.enable = true;
+  boot.loader.efi.canTouchEfiVariables = false;
 
   virtualisation.vmVariant = {
     virtualisation = {
