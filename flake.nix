@@ -33,8 +33,9 @@
 
       # The flake's packages as the modules' defaults (no overlay, so the
       # modules also work where pkgs is read-only, as in VM tests).
-      withFlakePackages =
-        module:
+      # One keyed module, so importing several of nixosModules.* sets each
+      # default once.
+      flakePackages =
         {
           lib,
           options,
@@ -45,7 +46,7 @@
           own = self.packages.${pkgs.stdenv.hostPlatform.system};
         in
         {
-          imports = [ module ];
+          key = "xnode#flake-packages";
           config = lib.mkMerge [
             { services.xnode.agent.package = lib.mkDefault own.xnode-agent; }
             (lib.optionalAttrs (options ? services.xnode.cometbft.package) {
@@ -53,6 +54,12 @@
             })
           ];
         };
+      withFlakePackages = module: {
+        imports = [
+          module
+          flakePackages
+        ];
+      };
 
       configuration =
         name:
@@ -72,12 +79,13 @@
         };
 
       # Every tests/<scenario>.nix is a VM test: found, not listed.
+      isScenario = file: type: type == "regular" && lib.hasSuffix ".nix" file;
       vmTests =
         pkgs:
         lib.mapAttrs' (file: _: {
           name = "vm-" + lib.removeSuffix ".nix" file;
           value = import ./tests/${file} { inherit pkgs self; };
-        }) (lib.filterAttrs (f: t: t == "regular" && lib.hasSuffix ".nix" f) (builtins.readDir ./tests));
+        }) (lib.filterAttrs isScenario (builtins.readDir ./tests));
     in
     {
       packages = forAllSystems (
@@ -134,13 +142,16 @@
           };
         in
         {
-          vm = {
-            type = "app";
-            program = "${vm}/bin/run-xnode-vm-vm";
-          };
           deploy = {
             type = "app";
             program = lib.getExe deploy;
+          };
+        }
+        # xnode-vm is an x86_64 guest.
+        // lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
+          vm = {
+            type = "app";
+            program = "${vm}/bin/run-xnode-vm-vm";
           };
         }
       );

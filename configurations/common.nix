@@ -35,8 +35,8 @@
     allowed-users = [ "@wheel" ];
   };
 
-  # Old generations stay bootable for rollback, within bounds.
-  boot.loader.systemd-boot.configurationLimit = lib.mkDefault 10;
+  # Old generations stay bootable for rollback (the hardware profile bounds
+  # how many the boot menu lists); the store keeps a month of them.
   nix.gc = {
     automatic = true;
     options = "--delete-older-than 30d";

@@ -2,7 +2,12 @@
 # declared service to /etc/xnode/manifest.json, runs `xnode-agent run`
 # (Type=notify, watchdog) to supervise them, makes the node key on first
 # boot, and attests on a timer.
-{ config, lib, pkgs, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   inherit (lib) mkOption types;
   render = import ./lib/render.nix;
@@ -13,34 +18,32 @@ let
   manifest = render.manifest (lib.attrValues xnode.services);
   manifestFile = pkgs.writeText "xnode-manifest.json" (builtins.toJSON manifest);
 
-  # `--name value` per flag; `true` is a bare `--name`, `false` leaves it out.
-  toFlags = lib.concatLists (
-    lib.mapAttrsToList (
-      name: value:
-      if value == true then
-        [ "--${name}" ]
-      else if value == false then
-        [ ]
-      else
-        [
-          "--${name}"
-          (toString value)
-        ]
-    ) (
+  # `run` flags: the typed options, then `settings` over them.
+  runFlags = {
+    manifest = cfg.manifestPath;
+    socket = cfg.api.socket;
+    state-dir = cfg.stateDir;
+    tcti = cfg.tcti;
+  }
+  // lib.optionalAttrs (cfg.api.tcp != null) {
+    api-tcp = cfg.api.tcp;
+    api-authorized-keys = cfg.api.authorizedKeysFile;
+  }
+  // cfg.settings;
 
-    {
-      manifest = cfg.manifestPath;
-      socket = cfg.api.socket;
-      state-dir = cfg.stateDir;
-      tcti = cfg.tcti;
-    }
-    // lib.optionalAttrs (cfg.api.tcp != null) {
-      api-tcp = cfg.api.tcp;
-      api-authorized-keys = cfg.api.authorizedKeysFile;
-    }
-    // cfg.settings
-    )
-  );
+  # `--name value` per flag; `true` is a bare `--name`, `false` leaves it out.
+  flagArgs =
+    name: value:
+    if value == true then
+      [ "--${name}" ]
+    else if value == false then
+      [ ]
+    else
+      [
+        "--${name}"
+        (toString value)
+      ];
+  toFlags = lib.concatLists (lib.mapAttrsToList flagArgs runFlags);
 
   # A periodic report is bound to a public beacon: the latest CometBFT
   # block hash when this node runs CometBFT, else the clock beacon
@@ -50,9 +53,10 @@ let
     let
       m = builtins.match "tcp://(.*):([0-9]+)" (xnode.cometbft.rpcAddress or "");
       host = builtins.head m;
+      wildcard = host == "0.0.0.0" || host == "";
     in
     if (xnode.cometbft.enable or false) && m != null then
-      "http://${if host == "0.0.0.0" || host == "" then "127.0.0.1" else host}:${builtins.elemAt m 1}"
+      "http://${if wildcard then "127.0.0.1" else host}:${builtins.elemAt m 1}"
     else
       null;
   attestScript = pkgs.writeShellScript "xnode-attest" ''
@@ -99,8 +103,6 @@ let
     ];
     StateDirectory = lib.removePrefix "/var/lib/" cfg.stateDir;
     StateDirectoryMode = "0711";
-    RuntimeDirectory = "xnode";
-    RuntimeDirectoryMode = "0755";
   };
 in
 {
@@ -206,9 +208,9 @@ in
     # tss owns /dev/tpmrm0 (nixpkgs' udev rules).
     security.tpm2.enable = lib.mkDefault true;
 
-    networking.firewall.allowedTCPPorts = lib.optional (cfg.api.openFirewall && cfg.api.tcp != null) (
-      (import ./lib/ports.nix).parse cfg.api.tcp
-    ).port;
+    networking.firewall.allowedTCPPorts = lib.optional (
+      cfg.api.openFirewall && cfg.api.tcp != null
+    ) ((import ./lib/ports.nix).parse cfg.api.tcp).port;
 
     systemd.services.xnode-identity = {
       description = "Xnode node key (made once, on first boot)";
@@ -241,6 +243,10 @@ in
       serviceConfig = agentHardening // {
         Type = "notify";
         NotifyAccess = "main";
+        # The API socket's directory; only the daemon has it (a oneshot's
+        # RuntimeDirectory is removed when it exits, socket and all).
+        RuntimeDirectory = "xnode";
+        RuntimeDirectoryMode = "0755";
         WatchdogSec = "30s";
         ExecStart = "${agentBin} run ${lib.escapeShellArgs toFlags}";
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";

@@ -1,7 +1,12 @@
 # `services.xnode.cometbft`: a CometBFT node (validator or full node),
 # declared to the agent, which writes its config.toml and keys
 # (`xnode-agent service init cometbft`) and checks that blocks advance.
-{ config, lib, pkgs, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   inherit (lib) mkOption types;
   cfg = config.services.xnode.cometbft;
@@ -39,7 +44,7 @@ let
     if [ ! -e "$dest" ]; then
       install -m 0600 "$key" "$dest"
       echo "installed the validator key from ${cfg.validator.keyFile}"
-    elif ! cmp -s "$key" "$dest"; then
+    elif ! ${pkgs.diffutils}/bin/cmp -s "$key" "$dest"; then
       echo "$dest differs from ${cfg.validator.keyFile}: refusing to replace a validator key (double-signing risk)." >&2
       echo "Move $dest away by hand if the new key is intended." >&2
       exit 1
@@ -47,6 +52,7 @@ let
   '';
 
   underStateDir = lib.hasPrefix "/var/lib/" cfg.home;
+  p2pPort = ports.parse cfg.p2pAddress;
 in
 {
   imports = [ ./agent.nix ];
@@ -186,9 +192,7 @@ in
     };
     users.groups.cometbft = { };
 
-    networking.firewall.allowedTCPPorts = lib.optional (cfg.openFirewall && ports.parse cfg.p2pAddress != null) (
-      ports.parse cfg.p2pAddress
-    ).port;
+    networking.firewall.allowedTCPPorts = lib.optional (cfg.openFirewall && p2pPort != null) p2pPort.port;
 
     environment.systemPackages = [ cfg.package ];
 
@@ -205,7 +209,9 @@ in
           lib.optional (cfg.validator.keyFile != null) importKey
           ++ [ "${agent.package}/bin/xnode-agent service init cometbft --manifest ${agent.manifestPath}" ];
         ExecStart = "${cfg.package}/bin/cometbft start --home ${lib.escapeShellArg cfg.home}";
-        LoadCredential = lib.optional (cfg.validator.keyFile != null) "priv_validator_key:${cfg.validator.keyFile}";
+        LoadCredential = lib.optional (
+          cfg.validator.keyFile != null
+        ) "priv_validator_key:${cfg.validator.keyFile}";
         LimitNOFILE = 65536;
         # CometBFT flushes its WAL and block store on SIGTERM.
         TimeoutStopSec = "60s";

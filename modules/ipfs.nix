@@ -1,7 +1,12 @@
 # `services.xnode.ipfs`: a kubo (IPFS) node declared to the agent, which
 # patches its config (`xnode-agent service init ipfs`: RPC and gateway on
 # loopback, swarm, bootstrap, storage) and checks id, peers and repo.
-{ config, lib, pkgs, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   inherit (lib) mkOption types;
   cfg = config.services.xnode.ipfs;
@@ -24,7 +29,8 @@ let
   '';
 
   swarmPorts = map ports.parse cfg.swarm;
-  portsOf = proto: map (p: p.port) (builtins.filter (p: p != null && p.proto == proto && p.port != 0) swarmPorts);
+  listensOn = proto: p: p != null && p.proto == proto && p.port != 0;
+  portsOf = proto: map (p: p.port) (builtins.filter (listensOn proto) swarmPorts);
   underStateDir = lib.hasPrefix "/var/lib/" cfg.repo;
 in
 {

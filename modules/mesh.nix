@@ -1,7 +1,12 @@
 # `services.xnode.mesh`: the node's libp2p mesh (service discovery,
 # gossiped metrics, task delegation), run by `xnode-agent mesh run` under
 # the node key and supervised by the agent.
-{ config, lib, pkgs, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   inherit (lib) mkOption types;
   cfg = config.services.xnode.mesh;

@@ -1,5 +1,9 @@
 # One assertion for every port two Xnode listeners would both take.
-{ config, lib, ... }:
+{
+  config,
+  lib,
+  ...
+}:
 let
   x = config.services.xnode;
   # Each part module may be imported alone (nixosModules.agent, …).
@@ -31,7 +35,9 @@ let
         builtins.replaceStrings [ "/tcp/" ] [ "/udp/" ] x.mesh.listen
       ))
     ]
-    ++ lib.optional (on "agent" && x.agent.api.tcp != null) (use "services.xnode.agent.api.tcp" x.agent.api.tcp);
+    ++ lib.optional (on "agent" && x.agent.api.tcp != null) (
+      use "services.xnode.agent.api.tcp" x.agent.api.tcp
+    );
 in
 {
   config.assertions = map (message: {

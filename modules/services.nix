@@ -2,11 +2,21 @@
 # Each declaration becomes its systemd unit and its manifest entry through
 # the one renderer (lib/render.nix); the part modules (cometbft, ipfs,
 # mesh) declare theirs here, and an operator can add generic ones.
-{ config, lib, ... }:
+{
+  config,
+  lib,
+  ...
+}:
 let
   inherit (lib) mkOption types;
   render = import ./lib/render.nix;
   cfg = config.services.xnode;
+
+  restartField = mkOption {
+    type = types.nullOr types.number;
+    default = null;
+    description = "See docs/manifest.md (`restart`); null keeps the agent's default.";
+  };
 
   checkType = types.submodule {
     options = {
@@ -109,11 +119,7 @@ let
                 "backoffInitialSecs"
                 "backoffMaxSecs"
                 "giveUpAfter"
-              ] (n: mkOption {
-                type = types.nullOr types.number;
-                default = null;
-                description = "See docs/manifest.md (`restart`); null keeps the agent's default.";
-              });
+              ] (_: restartField);
             }
           );
           default = null;

@@ -31,8 +31,21 @@ let
               device = "/dev/disk/by-label/nixos";
               fsType = "ext4";
             };
-            boot.loader.grub.enable = lib.mkDefault false;
+            # Profiles that pick no boot loader get grub on no device.
+            boot.loader.grub.devices = lib.mkDefault [ "nodev" ];
           }
+          (
+            { options, ... }:
+            {
+              # The multi-disk layout needs its data disks named.
+              config = lib.optionalAttrs (options ? xnode.disks.data) {
+                xnode.disks.data = lib.mkDefault [
+                  "/dev/vdb"
+                  "/dev/vdc"
+                ];
+              };
+            }
+          )
         ];
       };
     in

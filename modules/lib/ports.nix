@@ -43,7 +43,8 @@ in
         map (u: u // { at = parse u.address; }) uses
       );
       key = u: "${u.at.proto}/${toString u.at.port}";
-      keys = builtins.foldl' (acc: u: if builtins.elem (key u) acc then acc else acc ++ [ (key u) ]) [ ] parsed;
+      addKey = acc: u: if builtins.elem (key u) acc then acc else acc ++ [ (key u) ];
+      keys = builtins.foldl' addKey [ ] parsed;
       claims = k: builtins.filter (u: key u == k) parsed;
       describe = u: "${u.option} = \"${u.address}\"";
     in

@@ -4,16 +4,23 @@
 # evaluates it with a bare `nix-instantiate` and feeds the output to the
 # agent's own parser.
 let
+  # nixpkgs lib's nameValuePair, written out: builtins only.
+  nameValuePair = name: value: { inherit name value; };
+
   # Drop attributes whose value is null: optional manifest fields are left
   # out rather than written as null (the agent rejects unknown nulls).
-  withoutNulls = attrs: removeAttrs attrs (builtins.filter (n: attrs.${n} == null) (builtins.attrNames attrs));
+  withoutNulls =
+    attrs: removeAttrs attrs (builtins.filter (n: attrs.${n} == null) (builtins.attrNames attrs));
 
   unitStem =
     unit:
     let
       m = builtins.match "(.+)\\.service" unit;
     in
-    if m == null then throw "xnode: '${unit}' is not a service unit (NAME.service)" else builtins.head m;
+    if m == null then
+      throw "xnode: '${unit}' is not a service unit (NAME.service)"
+    else
+      builtins.head m;
 
   healthCheck =
     check:
@@ -116,9 +123,8 @@ rec {
   systemdUnit =
     byName: svc:
     let
-      depUnits = map (
-        d: byName.${d}.unit or (throw "xnode: service '${svc.name}' depends on '${d}', which is not declared")
-      ) (svc.dependsOn or [ ]);
+      undeclared = d: throw "xnode: service '${svc.name}' depends on '${d}', which is not declared";
+      depUnits = map (d: byName.${d}.unit or (undeclared d)) (svc.dependsOn or [ ]);
     in
     {
       description = svc.description or "Xnode service ${svc.name}";
@@ -129,14 +135,19 @@ rec {
       environment = svc.environment or { };
       path = svc.path or [ ];
       serviceConfig =
-        (if svc.hardening or true then hardening else { }) // { Restart = "no"; } // (svc.serviceConfig or { });
+        (if svc.hardening or true then hardening else { })
+        // {
+          Restart = "no";
+        }
+        // (svc.serviceConfig or { });
     };
 
   # Every declared service's unit, keyed by unit stem.
   systemdUnits =
     services:
     let
-      byName = builtins.listToAttrs (map (s: { name = s.name; value = s; }) services);
+      byName = builtins.listToAttrs (map (s: nameValuePair s.name s) services);
+      unitOf = s: nameValuePair (unitStem s.unit) (systemdUnit byName s);
     in
-    builtins.listToAttrs (map (s: { name = unitStem s.unit; value = systemdUnit byName s; }) services);
+    builtins.listToAttrs (map unitOf services);
 }

@@ -75,6 +75,15 @@ let
     };
   };
   agentAlone = evalFlakeModule flake.nixosModules.agent { services.xnode.agent.enable = true; };
+  # Several of the flake's modules at once: each default is set once.
+  combined = evalFlakeModule {
+    imports = [
+      flake.nixosModules.agent
+      flake.nixosModules.cometbft
+      flake.nixosModules.ipfs
+      flake.nixosModules.default
+    ];
+  } { services.xnode.agent.enable = true; };
 in
 {
   outputs = builtins.attrNames flake;
@@ -88,6 +97,7 @@ in
     agentExecStart = withAll.systemd.services.xnode-agent.serviceConfig.ExecStart;
     cometbftExecStart = withAll.systemd.services.cometbft.serviceConfig.ExecStart;
   };
+  combinedModules.agentExecStart = combined.systemd.services.xnode-agent.serviceConfig.ExecStart;
   agentModuleAlone = {
     agentExecStart = agentAlone.systemd.services.xnode-agent.serviceConfig.ExecStart;
     cometbftDeclared = agentAlone.services.xnode ? cometbft;

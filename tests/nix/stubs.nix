@@ -18,6 +18,7 @@ in
     cometbft = fakeDrv "cometbft-0.38.21";
     kubo = fakeDrv "kubo";
     coreutils = fakeDrv "coreutils";
+    diffutils = fakeDrv "diffutils";
     jq = fakeDrv "jq";
     curl = fakeDrv "curl";
     util-linux = fakeDrv "util-linux";
