@@ -12,6 +12,7 @@ let
   cfg = config.services.xnode.cometbft;
   agent = config.services.xnode.agent;
   ports = import ./lib/ports.nix;
+  render = import ./lib/render.nix;
 
   keyFileType = types.nullOr (types.strMatching "/.*");
   laddr = types.strMatching "(tcp|unix)://.+";
@@ -51,7 +52,6 @@ let
     fi
   '';
 
-  underStateDir = lib.hasPrefix "/var/lib/" cfg.home;
   p2pPort = ports.parse cfg.p2pAddress;
 in
 {
@@ -216,15 +216,7 @@ in
         # CometBFT flushes its WAL and block store on SIGTERM.
         TimeoutStopSec = "60s";
       }
-      // (
-        if underStateDir then
-          {
-            StateDirectory = lib.removePrefix "/var/lib/" cfg.home;
-            StateDirectoryMode = "0700";
-          }
-        else
-          { ReadWritePaths = [ cfg.home ]; }
-      );
+      // render.writableHome cfg.home;
       path = [ pkgs.coreutils ];
     };
   };

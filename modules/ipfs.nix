@@ -12,6 +12,7 @@ let
   cfg = config.services.xnode.ipfs;
   agent = config.services.xnode.agent;
   ports = import ./lib/ports.nix;
+  render = import ./lib/render.nix;
 
   settings = {
     inherit (cfg) repo api gateway swarm bootstrap;
@@ -31,7 +32,6 @@ let
   swarmPorts = map ports.parse cfg.swarm;
   listensOn = proto: p: p != null && p.proto == proto && p.port != 0;
   portsOf = proto: map (p: p.port) (builtins.filter (listensOn proto) swarmPorts);
-  underStateDir = lib.hasPrefix "/var/lib/" cfg.repo;
 in
 {
   imports = [ ./agent.nix ];
@@ -143,15 +143,7 @@ in
           "AF_NETLINK"
         ];
       }
-      // (
-        if underStateDir then
-          {
-            StateDirectory = lib.removePrefix "/var/lib/" cfg.repo;
-            StateDirectoryMode = "0700";
-          }
-        else
-          { ReadWritePaths = [ cfg.repo ]; }
-      );
+      // render.writableHome cfg.repo;
     };
   };
 }

@@ -98,6 +98,22 @@ in
 rec {
   inherit hardening unitStem;
 
+  # [Service] settings that make a service's home writable under
+  # ProtectSystem=strict: systemd creates and owns it (0700) when it lies
+  # under /var/lib, else the path is only opened for writing.
+  writableHome =
+    path:
+    let
+      m = builtins.match "/var/lib/(.+)" path;
+    in
+    if m != null then
+      {
+        StateDirectory = builtins.head m;
+        StateDirectoryMode = "0700";
+      }
+    else
+      { ReadWritePaths = [ path ]; };
+
   # A declared service (the `services.xnode.services.<name>` submodule, or
   # the same attributes in a plain attrset) → its manifest entry.
   manifestEntry =

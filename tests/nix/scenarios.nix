@@ -4,6 +4,22 @@ let
   agent = {
     services.xnode.agent.enable = true;
   };
+  # The NVIDIA profile on a host whose nixos-facter report lists one
+  # display controller of this PCI vendor.
+  nvidiaProfileWithGpu = vendor: {
+    imports = [ ../../hardware/nvidia.nix ];
+    # Stand-in for the driver package nixpkgs would provide.
+    hardware.nvidia.package = { };
+    hardware.facter.report.hardware.graphics_card = [
+      {
+        vendor = {
+          type = "pci";
+          value = vendor;
+        };
+        base_class.value = 3;
+      }
+    ];
+  };
   chain = {
     services.xnode.cometbft = {
       enable = true;
@@ -124,18 +140,8 @@ in
     ];
     modules = [
       agent
-      ../../hardware/nvidia.nix
+      (nvidiaProfileWithGpu 4318) # 0x10de, NVIDIA
       {
-        hardware.nvidia.package = { };
-        hardware.facter.report.hardware.graphics_card = [
-          {
-            vendor = {
-              type = "pci";
-              value = 4318; # 0x10de, NVIDIA
-            };
-            base_class.value = 3;
-          }
-        ];
         services.xnode.services.trainer = {
           gpu = true;
           serviceConfig.ExecStart = "/run/current-system/sw/bin/trainer";
@@ -150,20 +156,7 @@ in
     units = [ ];
     modules = [
       agent
-      ../../hardware/nvidia.nix
-      {
-        # Stand-in for the driver package nixpkgs would provide.
-        hardware.nvidia.package = { };
-        hardware.facter.report.hardware.graphics_card = [
-          {
-            vendor = {
-              type = "pci";
-              value = 32902; # 0x8086, Intel
-            };
-            base_class.value = 3;
-          }
-        ];
-      }
+      (nvidiaProfileWithGpu 32902) # 0x8086, Intel
     ];
   };
   gpu-service-without-profile = {
