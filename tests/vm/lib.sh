@@ -53,8 +53,10 @@ vm_image() {
 }
 
 # Boot image $1 with kernel $2.vmlinuz and initramfs $2.initrd (from
-# vm_unpack); serial console to $3. Extra QEMU arguments follow. Returns
-# when the guest powers off or the timeout (VM_TIMEOUT, seconds) passes.
+# vm_unpack); serial console to $3. Extra QEMU arguments follow; memory
+# and vCPUs come from VM_MEM_MB (1024), VM_SMP (2, QEMU's -smp syntax)
+# and VM_CPU (max).
+# Returns when the guest powers off or the timeout (VM_TIMEOUT, s) passes.
 vm_boot() {
   local img=$1 kernel=$2.vmlinuz initrd=$2.initrd log=$3
   shift 3
@@ -63,7 +65,8 @@ vm_boot() {
     accel=kvm
   fi
   vm_say "booting under $accel (kernel $(basename "$kernel"))"
-  timeout "${VM_TIMEOUT:-240}" qemu-system-x86_64 -machine q35,accel="$accel" -cpu max -m 1024 -smp 2 \
+  timeout "${VM_TIMEOUT:-240}" qemu-system-x86_64 -machine q35,accel="$accel" -cpu "${VM_CPU:-max}" \
+    -m "${VM_MEM_MB:-1024}" -smp "${VM_SMP:-2}" \
     -kernel "$kernel" -initrd "$initrd" \
     -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0 quiet" \
     -drive file="$img",if=virtio,format=raw \

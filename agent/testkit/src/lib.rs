@@ -65,59 +65,7 @@ impl Swtpm {
     /// EK and platform certificates in NV, signed by a CA made for this test.
     pub fn manufactured() -> Swtpm {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let ca = d.join("ca");
-        std::fs::create_dir_all(&ca).expect("mkdir");
-        std::fs::create_dir_all(d.join("state")).expect("mkdir");
-        std::fs::write(
-            d.join("localca.conf"),
-            format!(
-                "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n",
-                ca = ca.display()
-            ),
-        )
-        .expect("write");
-        std::fs::write(
-            d.join("localca.options"),
-            "--platform-manufacturer Xnode\n--platform-version 2.1\n--platform-model QEMU\n",
-        )
-        .expect("write");
-        std::fs::write(
-            d.join("swtpm_setup.conf"),
-            format!(
-                "create_certs_tool = {}\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
-                which("swtpm_localca"),
-                d.join("localca.conf").display(),
-                d.join("localca.options").display()
-            ),
-        )
-        .expect("write");
-        let out = Command::new("swtpm_setup")
-            .args([
-                "--tpm2",
-                "--createek",
-                "--create-ek-cert",
-                "--create-platform-cert",
-                "--overwrite",
-            ])
-            .arg("--tpmstate")
-            .arg(d.join("state"))
-            .arg("--config")
-            .arg(d.join("swtpm_setup.conf"))
-            .output()
-            .expect("run swtpm_setup");
-        assert!(
-            out.status.success(),
-            "swtpm_setup failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut bundle = String::new();
-        for f in ["swtpm-localca-rootca-cert.pem", "issuercert.pem"] {
-            bundle.push_str(&std::fs::read_to_string(ca.join(f)).expect("CA certificate"));
-        }
-        let ca_bundle = d.join("ek-ca.pem");
-        std::fs::write(&ca_bundle, bundle).expect("write");
+        let ca_bundle = manufacture(dir.path());
         Swtpm::start(dir, Some(ca_bundle))
     }
 
@@ -169,6 +117,67 @@ impl Swtpm {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Manufacture a TPM state in `dir/state` with `swtpm_setup`: RSA and ECC
+/// EKs persisted, EK and platform certificates in NV, signed by a local CA
+/// made in `dir/ca`. Returns the PEM bundle (root and issuer) that
+/// verifies the EK certificates. The state can back a TCP swtpm or a
+/// QEMU vTPM alike.
+pub fn manufacture(d: &Path) -> PathBuf {
+    let ca = d.join("ca");
+    std::fs::create_dir_all(&ca).expect("mkdir");
+    std::fs::create_dir_all(d.join("state")).expect("mkdir");
+    std::fs::write(
+        d.join("localca.conf"),
+        format!(
+            "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n",
+            ca = ca.display()
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        d.join("localca.options"),
+        "--platform-manufacturer Xnode\n--platform-version 2.1\n--platform-model QEMU\n",
+    )
+    .expect("write");
+    std::fs::write(
+        d.join("swtpm_setup.conf"),
+        format!(
+            "create_certs_tool = {}\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
+            which("swtpm_localca"),
+            d.join("localca.conf").display(),
+            d.join("localca.options").display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new("swtpm_setup")
+        .args([
+            "--tpm2",
+            "--createek",
+            "--create-ek-cert",
+            "--create-platform-cert",
+            "--overwrite",
+        ])
+        .arg("--tpmstate")
+        .arg(d.join("state"))
+        .arg("--config")
+        .arg(d.join("swtpm_setup.conf"))
+        .output()
+        .expect("run swtpm_setup");
+    assert!(
+        out.status.success(),
+        "swtpm_setup failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bundle = String::new();
+    for f in ["swtpm-localca-rootca-cert.pem", "issuercert.pem"] {
+        bundle.push_str(&std::fs::read_to_string(ca.join(f)).expect("CA certificate"));
+    }
+    let ca_bundle = d.join("ek-ca.pem");
+    std::fs::write(&ca_bundle, bundle).expect("write");
+    ca_bundle
 }
 
 impl Drop for Swtpm {
