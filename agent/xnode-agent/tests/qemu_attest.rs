@@ -63,7 +63,9 @@ fn the_agent_in_a_vm_reports_the_shape_qemu_built_and_its_attestation_verifies()
         "swtpm_setup",
     ];
     if !is_root() || needs.iter().any(|p| !have(p)) {
-        missing("root, mmdebstrap, qemu-system-x86, e2fsprogs, swtpm and swtpm-tools for the VM attestation harness");
+        missing(
+            "root, mmdebstrap, qemu-system-x86, e2fsprogs, swtpm and swtpm-tools for the VM attestation harness",
+        );
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -121,21 +123,23 @@ fn the_agent_in_a_vm_reports_the_shape_qemu_built_and_its_attestation_verifies()
     let inventory = read_json(&vm.join("share/inventory.json"));
     let envelope = vm.join("share/envelope.json");
     let registry = vm.join("registry.json");
-    let ca = ca.to_str().unwrap();
-    let registry_arg = registry.to_str().unwrap();
+    // `verify` with an EK CA, the activation registry and a nonce.
+    let check = |ca: &Path, nonce: &str| {
+        verify(
+            &envelope,
+            &[
+                "--ek-ca",
+                ca.to_str().unwrap(),
+                "--activations",
+                registry.to_str().unwrap(),
+                "--nonce",
+                nonce,
+            ],
+        )
+    };
 
     // The envelope verifies with the CA and the nonce, every check.
-    let (code, result) = verify(
-        &envelope,
-        &[
-            "--ek-ca",
-            ca,
-            "--activations",
-            registry_arg,
-            "--nonce",
-            &nonce,
-        ],
-    );
+    let (code, result) = check(&ca, &nonce);
     assert_eq!(
         code,
         0,
@@ -149,34 +153,13 @@ fn the_agent_in_a_vm_reports_the_shape_qemu_built_and_its_attestation_verifies()
     );
 
     // Replayed against another verifier's nonce: rejected for freshness.
-    let (code, result) = verify(
-        &envelope,
-        &[
-            "--ek-ca",
-            ca,
-            "--activations",
-            registry_arg,
-            "--nonce",
-            &hex_nonce(),
-        ],
-    );
+    let (code, result) = check(&ca, &hex_nonce());
     assert_eq!(code, 1);
     assert_eq!(failed_checks(&result), ["freshness"], "{result}");
 
     // Verified against a CA that did not make this TPM: the EK chain fails.
     let other = tempfile::tempdir().unwrap();
-    let wrong_ca = testkit::manufacture(other.path());
-    let (code, result) = verify(
-        &envelope,
-        &[
-            "--ek-ca",
-            wrong_ca.to_str().unwrap(),
-            "--activations",
-            registry_arg,
-            "--nonce",
-            &nonce,
-        ],
-    );
+    let (code, result) = check(&testkit::manufacture(other.path()), &nonce);
     assert_eq!(code, 1);
     assert!(
         failed_checks(&result).contains(&"ek_certificate".to_string()),
