@@ -25,10 +25,11 @@ rustPlatform.buildRustPackage {
       (root + "/Cargo.lock")
       (root + "/clippy.toml")
       (root + "/agent")
-      # Test inputs: golden files, fixtures, the renderer they check.
+      # Test inputs: golden files, fixtures, the renderer they check, and
+      # the docs whose examples and schema the tests read.
       (root + "/tests")
       (root + "/modules")
-      (root + "/docs/inventory.schema.json")
+      (root + "/docs")
     ];
   };
 

@@ -182,3 +182,26 @@ fn service_init_adds_the_first_boot_bootstrap_peers_to_kubo() {
         serde_json::from_slice(&std::fs::read(repo.join("config")).unwrap()).unwrap();
     assert_eq!(config["Bootstrap"], serde_json::json!([]));
 }
+
+#[test]
+fn the_operator_guide_example_is_a_valid_first_boot_file() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/operator.md"
+    ))
+    .unwrap();
+    let example = guide
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/operator.md has a JSON example");
+    assert!(example.contains("xnode.firstboot/v1"), "{example}");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("xnode.json");
+    std::fs::write(&f, example).unwrap();
+    let r = json(&run_ok(
+        agent().args(["firstboot", "check", "--json"]).arg(&f),
+    ));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["config"]["role"], "validator");
+}
