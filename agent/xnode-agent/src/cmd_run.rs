@@ -17,15 +17,22 @@ use tokio::sync::mpsc;
 
 use crate::api;
 
+/// `--manifest PATH`, shared by the commands that read the manifest.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub struct ManifestArg {
     /// The service manifest (rendered by the NixOS modules).
     #[arg(
-        long,
+        long = "manifest",
         env = "XNODE_MANIFEST",
         default_value = "/etc/xnode/manifest.json"
     )]
-    manifest: PathBuf,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    manifest: ManifestArg,
     /// The local API's Unix socket.
     #[arg(
         long,
@@ -72,9 +79,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     // A manifest that is wrong at start is an error: nothing is started.
-    let (manifest, bytes) = load_manifest(&args.manifest).map_err(anyhow::Error::msg)?;
+    let (manifest, bytes) = load_manifest(&args.manifest.path).map_err(anyhow::Error::msg)?;
     let sd = Systemd::connect(args.bus.as_deref()).await?;
-    let (supervisor, status) = Supervisor::new(sd, manifest, args.manifest.display().to_string());
+    let (supervisor, status) =
+        Supervisor::new(sd, manifest, args.manifest.path.display().to_string());
 
     let state = api::ApiState {
         status,
@@ -92,7 +100,7 @@ async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
-    let _watcher = watch_manifest(&args.manifest, bytes, reload_tx.clone())?;
+    let _watcher = watch_manifest(&args.manifest.path, bytes, reload_tx.clone())?;
 
     let watchdog = sd_notify::watchdog_enabled();
     // Ping at least four times per watchdog period; without a watchdog a

@@ -18,12 +18,8 @@ pub enum ServiceCommand {
     Init {
         /// The service's name in the manifest.
         name: String,
-        #[arg(
-            long,
-            env = "XNODE_MANIFEST",
-            default_value = "/etc/xnode/manifest.json"
-        )]
-        manifest: PathBuf,
+        #[command(flatten)]
+        manifest: crate::cmd_run::ManifestArg,
         /// The installed first-boot configuration; ignored when absent.
         #[arg(
             long,
@@ -40,12 +36,17 @@ pub fn run(cmd: ServiceCommand) -> anyhow::Result<ExitCode> {
         manifest,
         node_config,
     } = cmd;
-    let (m, _) = crate::cmd_run::load_manifest(&manifest).map_err(anyhow::Error::msg)?;
+    let (m, _) = crate::cmd_run::load_manifest(&manifest.path).map_err(anyhow::Error::msg)?;
     let service = m
         .services
         .iter()
         .find(|s| s.name == name)
-        .with_context(|| format!("{} declares no service named '{name}'", manifest.display()))?;
+        .with_context(|| {
+            format!(
+                "{} declares no service named '{name}'",
+                manifest.path.display()
+            )
+        })?;
     let settings_error = |problems: Vec<(String, String)>| {
         let list: Vec<String> = problems
             .into_iter()
