@@ -27,14 +27,8 @@ let
     {
       virtualisation.memorySize = 1536;
 
-      # The test driver's vlan 1 gives the same addresses (nodes in name
-      # order); set them here so the peers below cannot drift from them.
-      networking.interfaces.eth1.ipv4.addresses = lib.mkForce [
-        {
-          address = me.ip;
-          prefixLength = 24;
-        }
-      ];
+      # Fixed, so the peers below cannot drift from the driver's addresses.
+      imports = [ (common.staticAddress me.ip) ];
 
       # Outside the store, root-only-readable at a fixed path, the way an
       # operator provides a validator key.

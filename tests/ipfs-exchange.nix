@@ -10,14 +10,9 @@ let
 
   ipfsNode =
     address:
-    { lib, ... }:
+    { ... }:
     {
-      networking.interfaces.eth1.ipv4.addresses = lib.mkForce [
-        {
-          inherit address;
-          prefixLength = 24;
-        }
-      ];
+      imports = [ (common.staticAddress address) ];
 
       services.xnode.ipfs = {
         enable = true;

@@ -16,14 +16,9 @@ let
 
   meshNode =
     address:
-    { lib, ... }:
+    { ... }:
     {
-      networking.interfaces.eth1.ipv4.addresses = lib.mkForce [
-        {
-          inherit address;
-          prefixLength = 24;
-        }
-      ];
+      imports = [ (common.staticAddress address) ];
       # mDNS (UDP 5353) on the test network.
       networking.firewall.allowedUDPPorts = [ 5353 ];
 
