@@ -13,6 +13,7 @@
 pub mod attested;
 pub mod delegate;
 pub mod error;
+pub mod key;
 pub mod node;
 pub mod observe;
 pub mod record;
