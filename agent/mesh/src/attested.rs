@@ -28,12 +28,18 @@ impl VerifiedAttestations {
 impl AttestationCheck for VerifiedAttestations {
     fn check(&self, peer: &PeerId, envelope: &[u8], now_unix: u64) -> Result<Resources, String> {
         let outcome = {
-            let mut policy = self.policy.lock().map_err(|_| "verifier state poisoned".to_string())?;
+            let mut policy = self
+                .policy
+                .lock()
+                .map_err(|_| "verifier state poisoned".to_string())?;
             policy.now_unix = now_unix;
             xnode_verify::verify(envelope, &policy)
         };
         if !outcome.ok {
-            let failed: Vec<String> = outcome.failed().map(|c| format!("{}: {}", c.name, c.detail)).collect();
+            let failed: Vec<String> = outcome
+                .failed()
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
             return Err(failed.join("; "));
         }
         let report = outcome.report.ok_or("the verifier returned no report")?;

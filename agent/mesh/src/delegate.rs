@@ -34,7 +34,9 @@ pub struct Task {
 pub enum Request {
     Run(Task),
     /// Ask a provider for its signed record of a (possibly private) service.
-    Describe { service: String },
+    Describe {
+        service: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +51,9 @@ pub enum Response {
         reason: String,
     },
     /// Base64 of the signed record, or none when the asker may not see it.
-    Record { envelope: Option<String> },
+    Record {
+        envelope: Option<String>,
+    },
 }
 
 /// Runs tasks on a worker. Executors are pure functions of their input, so
@@ -81,9 +85,12 @@ impl Executor for Builtin {
                     .and_then(|r| r.as_u64())
                     .ok_or("sha256-chain: input.rounds (integer) is required")?;
                 if rounds > MAX_CHAIN_ROUNDS {
-                    return Err(format!("sha256-chain: rounds {rounds} > {MAX_CHAIN_ROUNDS}"));
+                    return Err(format!(
+                        "sha256-chain: rounds {rounds} > {MAX_CHAIN_ROUNDS}"
+                    ));
                 }
-                let mut h: [u8; 32] = Sha256::digest(hex::decode(seed).map_err(|e| format!("seed: {e}"))?).into();
+                let mut h: [u8; 32] =
+                    Sha256::digest(hex::decode(seed).map_err(|e| format!("seed: {e}"))?).into();
                 for _ in 0..rounds {
                     h = Sha256::digest(h).into();
                 }
@@ -146,10 +153,16 @@ pub struct Assignment {
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentOutcome {
     /// Answered; the output's SHA-256 (hex).
-    Answered { output_sha256: String },
-    Refused { reason: String },
+    Answered {
+        output_sha256: String,
+    },
+    Refused {
+        reason: String,
+    },
     /// Did not answer in time, or the connection failed.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// The result of a delegated task.
@@ -167,7 +180,9 @@ pub struct Delegated {
 }
 
 pub fn output_digest(output: &serde_json::Value) -> String {
-    hex::encode(Sha256::digest(serde_json::to_vec(output).unwrap_or_default()))
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(output).unwrap_or_default(),
+    ))
 }
 
 /// Accept the output that more than half of `replicas` nodes returned.
@@ -194,15 +209,30 @@ mod tests {
 
     #[test]
     fn sha256_chain_is_deterministic_and_bounded() {
-        let a = Builtin.run("sha256-chain", &serde_json::json!({"seed": "00", "rounds": 3})).unwrap();
-        let b = Builtin.run("sha256-chain", &serde_json::json!({"seed": "00", "rounds": 3})).unwrap();
+        let a = Builtin
+            .run(
+                "sha256-chain",
+                &serde_json::json!({"seed": "00", "rounds": 3}),
+            )
+            .unwrap();
+        let b = Builtin
+            .run(
+                "sha256-chain",
+                &serde_json::json!({"seed": "00", "rounds": 3}),
+            )
+            .unwrap();
         assert_eq!(a, b);
         let mut h: [u8; 32] = Sha256::digest([0u8]).into();
         for _ in 0..3 {
             h = Sha256::digest(h).into();
         }
         assert_eq!(a["digest"], hex::encode(h));
-        assert!(Builtin.run("sha256-chain", &serde_json::json!({"seed": "zz", "rounds": 1})).is_err());
+        assert!(Builtin
+            .run(
+                "sha256-chain",
+                &serde_json::json!({"seed": "zz", "rounds": 1})
+            )
+            .is_err());
         let too_many = serde_json::json!({"seed": "00", "rounds": MAX_CHAIN_ROUNDS + 1});
         assert!(Builtin.run("sha256-chain", &too_many).is_err());
         assert!(Builtin.run("rm-rf", &serde_json::json!({})).is_err());
@@ -210,21 +240,34 @@ mod tests {
 
     #[test]
     fn rank_keeps_attested_fitting_nodes_least_loaded_first() {
-        let (a, b, c, d) = (PeerId::random(), PeerId::random(), PeerId::random(), PeerId::random());
+        let (a, b, c, d) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
         let view = |cpus, load: f32, attested: bool| NodeView {
-            attested: attested.then_some(Resources { cpus, memory_mb: 1024, gpus: 0, disk_gb: 10 }),
+            attested: attested.then_some(Resources {
+                cpus,
+                memory_mb: 1024,
+                gpus: 0,
+                disk_gb: 10,
+            }),
             load: Some(load),
             ..NodeView::default()
         };
         let nodes: BTreeMap<PeerId, NodeView> = [
             (a, view(8, 0.7, true)),
             (b, view(8, 0.1, true)),
-            (c, view(2, 0.0, true)),  // too small
+            (c, view(2, 0.0, true)),   // too small
             (d, view(64, 0.0, false)), // not attested
         ]
         .into_iter()
         .collect();
-        let need = Resources { cpus: 4, ..Resources::default() };
+        let need = Resources {
+            cpus: 4,
+            ..Resources::default()
+        };
         let ranked = rank(nodes.iter(), &need, &[], &BTreeMap::new());
         assert_eq!(ranked.iter().map(|c| c.peer).collect::<Vec<_>>(), [b, a]);
         let ranked = rank(nodes.iter(), &need, &[b], &BTreeMap::new());

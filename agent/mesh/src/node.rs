@@ -12,22 +12,27 @@ use futures::StreamExt;
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::kad::{self, store::MemoryStore, store::RecordStore, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, RecordKey};
+use libp2p::kad::{
+    self, store::MemoryStore, store::RecordStore, GetProvidersOk, GetRecordOk, QueryId,
+    QueryResult, Quorum, RecordKey,
+};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, mdns, noise, ping, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm, Transport as _,
+    allow_block_list, connection_limits, gossipsub, identify, mdns, noise, ping, yamux, Multiaddr,
+    PeerId, StreamProtocol, Swarm, Transport as _,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::delegate::{self, Assignment, AssignmentOutcome, Delegated, Executor, Request, Response, Task};
+use crate::delegate::{
+    self, Assignment, AssignmentOutcome, Delegated, Executor, Request, Response, Task,
+};
 use crate::error::{MeshError, Rejected};
 use crate::observe::{
-    AttestationAnnounce, AttestationCheck, Gate, MetricReport, NodeView, Observations, RateLimit, ServiceMetric,
-    ServiceView, Verdict, ATTESTATION_TOPIC, MAX_AGE_SECS, METRICS_TOPIC,
+    AttestationAnnounce, AttestationCheck, Gate, MetricReport, NodeView, Observations, RateLimit,
+    ServiceMetric, ServiceView, Verdict, ATTESTATION_TOPIC, MAX_AGE_SECS, METRICS_TOPIC,
 };
 use crate::record::{self, now_unix, AttestationRef, Offer, ServiceRecord};
 use crate::resources::Resources;
@@ -122,7 +127,11 @@ enum Command {
     Publish(Offer, Reply<Result<ServiceRecord, MeshError>>),
     Unpublish(String, Reply<bool>),
     Find(String, Reply<Result<Vec<ServiceRecord>, MeshError>>),
-    Describe(PeerId, String, Reply<Result<Option<ServiceRecord>, MeshError>>),
+    Describe(
+        PeerId,
+        String,
+        Reply<Result<Option<ServiceRecord>, MeshError>>,
+    ),
     Metrics(f32, Vec<ServiceMetric>, Reply<Result<(), MeshError>>),
     Attestation(Vec<u8>, Reply<Result<(), MeshError>>),
     Services(Reply<Vec<ServiceView>>),
@@ -162,7 +171,10 @@ pub struct Mesh {
 
 impl Mesh {
     /// Start a node on the current tokio runtime.
-    pub fn spawn(key: Keypair, config: Config) -> Result<(Mesh, tokio::task::JoinHandle<()>), MeshError> {
+    pub fn spawn(
+        key: Keypair,
+        config: Config,
+    ) -> Result<(Mesh, tokio::task::JoinHandle<()>), MeshError> {
         let peer_id = key.public().to_peer_id();
         let swarm = build_swarm(&key, &config)?;
         let (tx, rx) = mpsc::channel(256);
@@ -202,7 +214,10 @@ impl Mesh {
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, MeshError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| MeshError::Stopped)?;
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| MeshError::Stopped)?;
         rx.await.map_err(|_| MeshError::Stopped)
     }
 
@@ -227,7 +242,8 @@ impl Mesh {
     }
 
     pub async fn unpublish(&self, service: &str) -> Result<bool, MeshError> {
-        self.ask(|r| Command::Unpublish(service.to_string(), r)).await
+        self.ask(|r| Command::Unpublish(service.to_string(), r))
+            .await
     }
 
     /// Every live, correctly signed record of `service` in the DHT.
@@ -238,13 +254,22 @@ impl Mesh {
 
     /// Ask `provider` directly for its record of `service` (the way to a
     /// private worker, for peers on its allowlist).
-    pub async fn describe(&self, provider: PeerId, service: &str) -> Result<Option<ServiceRecord>, MeshError> {
+    pub async fn describe(
+        &self,
+        provider: PeerId,
+        service: &str,
+    ) -> Result<Option<ServiceRecord>, MeshError> {
         record::check_service_name(service).map_err(MeshError::Invalid)?;
-        self.ask(|r| Command::Describe(provider, service.to_string(), r)).await?
+        self.ask(|r| Command::Describe(provider, service.to_string(), r))
+            .await?
     }
 
     /// Gossip this node's metrics.
-    pub async fn publish_metrics(&self, load: f32, services: Vec<ServiceMetric>) -> Result<(), MeshError> {
+    pub async fn publish_metrics(
+        &self,
+        load: f32,
+        services: Vec<ServiceMetric>,
+    ) -> Result<(), MeshError> {
         self.ask(|r| Command::Metrics(load, services, r)).await?
     }
 
@@ -277,7 +302,11 @@ impl Mesh {
     /// Publish bytes on a gossip topic exactly as given, skipping signing
     /// and validation: how tests play a hostile peer.
     #[doc(hidden)]
-    pub async fn inject_gossip(&self, topic: &'static str, bytes: Vec<u8>) -> Result<(), MeshError> {
+    pub async fn inject_gossip(
+        &self,
+        topic: &'static str,
+        bytes: Vec<u8>,
+    ) -> Result<(), MeshError> {
         self.ask(|r| Command::InjectGossip(topic, bytes, r)).await?
     }
 
@@ -300,7 +329,10 @@ impl Mesh {
 
 fn build_swarm(key: &Keypair, config: &Config) -> Result<Swarm<Behaviour>, MeshError> {
     let net = |e: &dyn std::fmt::Display| MeshError::Network(e.to_string());
-    let behaviour = |key: &Keypair| make_behaviour(key, config).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+    let behaviour = |key: &Keypair| {
+        make_behaviour(key, config)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    };
     let idle = config.idle_connection_timeout;
     let swarm = match config.transport {
         Transport::Network => libp2p::SwarmBuilder::with_existing_identity(key.clone())
@@ -318,13 +350,15 @@ fn build_swarm(key: &Keypair, config: &Config) -> Result<Swarm<Behaviour>, MeshE
             .build(),
         Transport::Memory => libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
-            .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                Ok(MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default())
-                    .boxed())
-            })
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    Ok(MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .boxed())
+                },
+            )
             .map_err(|e| net(&e))?
             .with_behaviour(behaviour)
             .map_err(|e| net(&e))?
@@ -361,8 +395,9 @@ fn make_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, MeshError
         .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(signed_digest(&m.data)))
         .build()
         .map_err(|e| MeshError::Invalid(format!("gossipsub: {e}")))?;
-    let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
-        .map_err(|e| MeshError::Invalid(format!("gossipsub: {e}")))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(|e| MeshError::Invalid(format!("gossipsub: {e}")))?;
     for topic in [METRICS_TOPIC, ATTESTATION_TOPIC] {
         gossipsub
             .subscribe(&gossipsub::IdentTopic::new(topic))
@@ -370,7 +405,10 @@ fn make_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, MeshError
     }
 
     let tasks = request_response::json::Behaviour::new(
-        [(StreamProtocol::new(delegate::PROTOCOL), ProtocolSupport::Full)],
+        [(
+            StreamProtocol::new(delegate::PROTOCOL),
+            ProtocolSupport::Full,
+        )],
         // Deadlines are the requester's own; this is only a backstop.
         request_response::Config::default()
             .with_request_timeout(Duration::from_secs(600))
@@ -387,7 +425,10 @@ fn make_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, MeshError
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
-        identify: identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())),
+        identify: identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL.into(),
+            key.public(),
+        )),
         ping: ping::Behaviour::default(),
         kad,
         gossipsub,
@@ -413,6 +454,9 @@ pub fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
         _ => None,
     }
 }
+
+/// A plain record lookup: started, found yet, who to tell.
+type RawQuery = (Instant, bool, Reply<Result<LookupStats, MeshError>>);
 
 struct Lookup {
     service: String,
@@ -456,7 +500,7 @@ struct Node {
     listeners: HashMap<libp2p::core::transport::ListenerId, Reply<Result<Multiaddr, MeshError>>>,
     lookups: HashMap<u64, Lookup>,
     queries: HashMap<QueryId, QueryFor>,
-    raw_queries: HashMap<QueryId, (Instant, bool, Reply<Result<LookupStats, MeshError>>)>,
+    raw_queries: HashMap<QueryId, RawQuery>,
     describes: HashMap<OutboundRequestId, Outbound>,
     delegations: HashMap<u64, Delegation>,
     requests: HashMap<OutboundRequestId, u64>,
@@ -547,7 +591,8 @@ impl Node {
                     self.listeners.insert(id, reply);
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(MeshError::Network(format!("listening on {addr}: {e}"))));
+                    let _ =
+                        reply.send(Err(MeshError::Network(format!("listening on {addr}: {e}"))));
                 }
             },
             Command::Dial(addr, reply) => {
@@ -601,7 +646,13 @@ impl Node {
                 let _ = reply.send(self.obs.services(now_unix(), MAX_AGE_SECS));
             }
             Command::Nodes(reply) => {
-                let _ = reply.send(self.obs.nodes.iter().map(|(p, v)| (*p, v.clone())).collect());
+                let _ = reply.send(
+                    self.obs
+                        .nodes
+                        .iter()
+                        .map(|(p, v)| (*p, v.clone()))
+                        .collect(),
+                );
             }
             Command::Delegate(task, replicas, reply) => self.delegate(task, replicas, reply),
             Command::InjectGossip(topic, bytes, reply) => {
@@ -643,19 +694,35 @@ impl Node {
     }
 
     fn status(&mut self) -> Status {
-        let routing_table = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
+        let routing_table = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
         Status {
             peer_id: self.me(),
             listen: self.swarm.listeners().cloned().collect(),
             connected: self.swarm.connected_peers().copied().collect(),
             routing_table,
             published: self.local.values().map(|(r, _, _)| r.clone()).collect(),
-            scores: self.scores.all().map(|(p, s)| (p.to_string(), s.clone())).collect(),
+            scores: self
+                .scores
+                .all()
+                .map(|(p, s)| (p.to_string(), s.clone()))
+                .collect(),
         }
     }
 
-    fn gossip<T: Serialize>(&mut self, topic: &str, kind: signed::Kind, payload: &T) -> Result<(), MeshError> {
-        let bytes = signed::seal(&self.key, kind, payload).map_err(|e| MeshError::Invalid(e.to_string()))?;
+    fn gossip<T: Serialize>(
+        &mut self,
+        topic: &str,
+        kind: signed::Kind,
+        payload: &T,
+    ) -> Result<(), MeshError> {
+        let bytes = signed::seal(&self.key, kind, payload)
+            .map_err(|e| MeshError::Invalid(e.to_string()))?;
         match self
             .swarm
             .behaviour_mut()
@@ -680,7 +747,11 @@ impl Node {
             // The node's own envelope goes through the same verifier.
             match check.check(&self.me(), &envelope, now) {
                 Ok(r) => self.obs.attested(self.me(), r, now),
-                Err(e) => return Err(MeshError::Invalid(format!("this node's attestation does not verify: {e}"))),
+                Err(e) => {
+                    return Err(MeshError::Invalid(format!(
+                        "this node's attestation does not verify: {e}"
+                    )))
+                }
             }
         }
         self.attestation_seq += 1;
@@ -698,11 +769,14 @@ impl Node {
         let ttl = offer.ttl_secs;
         let now = now_unix();
         let r = offer.into_record(self.me(), self.own_attestation.clone(), now);
-        let bytes = r.seal(&self.key).map_err(|e| MeshError::Invalid(e.to_string()))?;
+        let bytes = r
+            .seal(&self.key)
+            .map_err(|e| MeshError::Invalid(e.to_string()))?;
         if !r.is_private() {
             self.put_own(&r, &bytes, ttl)?;
         }
-        self.local.insert(r.service.clone(), (r.clone(), bytes, ttl));
+        self.local
+            .insert(r.service.clone(), (r.clone(), bytes, ttl));
         Ok(r)
     }
 
@@ -750,7 +824,11 @@ impl Node {
 
     fn find(&mut self, service: String, reply: Reply<Result<Vec<ServiceRecord>, MeshError>>) {
         let id = self.id();
-        let q = self.swarm.behaviour_mut().kad.get_providers(record::provider_key(&service));
+        let q = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_providers(record::provider_key(&service));
         self.queries.insert(q, QueryFor::Providers(id));
         self.lookups.insert(
             id,
@@ -767,13 +845,19 @@ impl Node {
 
     fn on_providers(&mut self, lookup: u64, providers: impl IntoIterator<Item = PeerId>) {
         let me = self.me();
-        let Some(l) = self.lookups.get_mut(&lookup) else { return };
+        let Some(l) = self.lookups.get_mut(&lookup) else {
+            return;
+        };
         for p in providers {
             if !l.asked.insert(p) || self.scores.is_banned(&p) {
                 continue;
             }
             if p == me {
-                if let Some((r, _, _)) = self.local.get(&l.service).filter(|(r, _, _)| !r.is_private()) {
+                if let Some((r, _, _)) = self
+                    .local
+                    .get(&l.service)
+                    .filter(|(r, _, _)| !r.is_private())
+                {
                     l.found.push(r.clone());
                 }
                 continue;
@@ -805,7 +889,12 @@ impl Node {
     fn on_kad(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest { request } => self.inbound_kad(request),
-            kad::Event::OutboundQueryProgressed { id, result, step, stats } => {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result,
+                step,
+                stats,
+            } => {
                 if let Some((started, found, _)) = self.raw_queries.get_mut(&id) {
                     if let QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(_))) = &result {
                         *found = true;
@@ -825,7 +914,9 @@ impl Node {
                     }
                     return;
                 }
-                let Some(purpose) = self.queries.get(&id) else { return };
+                let Some(purpose) = self.queries.get(&id) else {
+                    return;
+                };
                 match (purpose, result) {
                     (QueryFor::Providers(l), QueryResult::GetProviders(r)) => {
                         let l = *l;
@@ -843,20 +934,26 @@ impl Node {
                     (QueryFor::Record(l, provider), QueryResult::GetRecord(r)) => {
                         let (l, provider) = (*l, *provider);
                         if let Ok(GetRecordOk::FoundRecord(found)) = r {
-                            let checked = record::verify(&found.record.value, Some(&found.record.key), now_unix())
-                                .and_then(|r| {
-                                    if r.provider == provider {
-                                        Ok(r)
-                                    } else {
-                                        Err(Rejected::Forged("record of another provider".into()))
-                                    }
-                                });
+                            let checked = record::verify(
+                                &found.record.value,
+                                Some(&found.record.key),
+                                now_unix(),
+                            )
+                            .and_then(|r| {
+                                if r.provider == provider {
+                                    Ok(r)
+                                } else {
+                                    Err(Rejected::Forged("record of another provider".into()))
+                                }
+                            });
                             match checked {
                                 Ok(r) => {
                                     if let Some(x) = self.lookups.get_mut(&l) {
                                         x.found.push(r);
                                     }
-                                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                                    if let Some(mut q) =
+                                        self.swarm.behaviour_mut().kad.query_mut(&id)
+                                    {
                                         q.finish();
                                     }
                                 }
@@ -902,10 +999,10 @@ impl Node {
                 }
                 Err(why) => self.penalize(source, &why),
             },
-            kad::InboundRequest::AddProvider { record: Some(p) } => {
-                if !self.scores.is_banned(&p.provider) {
-                    let _ = self.swarm.behaviour_mut().kad.store_mut().add_provider(p);
-                }
+            kad::InboundRequest::AddProvider { record: Some(p) }
+                if !self.scores.is_banned(&p.provider) =>
+            {
+                let _ = self.swarm.behaviour_mut().kad.store_mut().add_provider(p);
             }
             _ => {}
         }
@@ -925,7 +1022,9 @@ impl Node {
                 Verdict::Reject(e) => Err(e),
             },
             ATTESTATION_TOPIC => match self.gate.attestation(&message.data, now) {
-                Verdict::Accept(a) => self.attestation_received(a.payload, now as u64).map(|_| true),
+                Verdict::Accept(a) => self
+                    .attestation_received(a.payload, now as u64)
+                    .map(|_| true),
                 Verdict::Ignore(_) => Ok(false),
                 Verdict::Reject(e) => Err(e),
             },
@@ -953,7 +1052,9 @@ impl Node {
             // No verifier configured: forward it, credit nothing.
             return Ok(());
         };
-        let resources = check.check(&a.node, &envelope, now).map_err(Rejected::Attestation)?;
+        let resources = check
+            .check(&a.node, &envelope, now)
+            .map_err(Rejected::Attestation)?;
         self.obs.attested(a.node, resources, now);
         Ok(())
     }
@@ -963,12 +1064,19 @@ impl Node {
         match event {
             Event::Message {
                 peer,
-                message: Message::Request { request, channel, .. },
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
                 ..
             } => self.serve(peer, request, channel),
             Event::Message {
                 peer,
-                message: Message::Response { request_id, response },
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
                 ..
             } => {
                 if let Some(d) = self.requests.remove(&request_id) {
@@ -978,7 +1086,10 @@ impl Node {
                 }
             }
             Event::OutboundFailure {
-                peer, request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 if let Some(d) = self.requests.remove(&request_id) {
                     self.task_answered(d, request_id, peer, Err(error.to_string()));
@@ -1002,7 +1113,9 @@ impl Node {
                 if o.signer != provider || o.payload.provider != provider {
                     Err(Rejected::Forged("a record of another provider".into()))
                 } else if o.payload.expires_unix <= now_unix() {
-                    Err(Rejected::Expired("the provider sent an expired record".into()))
+                    Err(Rejected::Expired(
+                        "the provider sent an expired record".into(),
+                    ))
                 } else {
                     Ok(o.payload)
                 }
@@ -1038,15 +1151,24 @@ impl Node {
                     }
                 };
                 if let Some(reason) = refuse {
-                    Response::Refused { id: task.id, reason }
+                    Response::Refused {
+                        id: task.id,
+                        reason,
+                    }
                 } else {
                     *self.serving.entry(peer).or_default() += 1;
                     let executor = self.config.executor.clone();
                     let done = self.done_tx.clone();
                     tokio::task::spawn_blocking(move || {
                         let response = match executor.run(&task.kind, &task.input) {
-                            Ok(output) => Response::Done { id: task.id, output },
-                            Err(reason) => Response::Refused { id: task.id, reason },
+                            Ok(output) => Response::Done {
+                                id: task.id,
+                                output,
+                            },
+                            Err(reason) => Response::Refused {
+                                id: task.id,
+                                reason,
+                            },
                         };
                         let _ = done.blocking_send((peer, channel, response));
                     });
@@ -1054,13 +1176,27 @@ impl Node {
                 }
             }
         };
-        let _ = self.swarm.behaviour_mut().tasks.send_response(channel, response);
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .tasks
+            .send_response(channel, response);
     }
 
-    fn delegate(&mut self, task: Task, replicas: usize, reply: Reply<Result<Delegated, MeshError>>) {
+    fn delegate(
+        &mut self,
+        task: Task,
+        replicas: usize,
+        reply: Reply<Result<Delegated, MeshError>>,
+    ) {
         let mut exclude: Vec<PeerId> = vec![self.me()];
         exclude.extend(self.scores.all().filter(|(_, s)| s.banned).map(|(p, _)| *p));
-        let ranked = delegate::rank(self.obs.nodes.iter(), &task.needs, &exclude, &self.in_flight);
+        let ranked = delegate::rank(
+            self.obs.nodes.iter(),
+            &task.needs,
+            &exclude,
+            &self.in_flight,
+        );
         if ranked.len() < replicas {
             let _ = reply.send(Err(MeshError::Delegation(format!(
                 "{} node(s) with verified attestations fit {:?}; {replicas} needed",
@@ -1088,7 +1224,9 @@ impl Node {
     }
 
     fn assign_next(&mut self, id: u64, d: &mut Delegation) -> bool {
-        let Some(peer) = d.queue.pop_front() else { return false };
+        let Some(peer) = d.queue.pop_front() else {
+            return false;
+        };
         let rid = self
             .swarm
             .behaviour_mut()
@@ -1101,8 +1239,16 @@ impl Node {
         true
     }
 
-    fn task_answered(&mut self, id: u64, rid: OutboundRequestId, peer: PeerId, result: Result<Response, String>) {
-        let Some(mut d) = self.delegations.remove(&id) else { return };
+    fn task_answered(
+        &mut self,
+        id: u64,
+        rid: OutboundRequestId,
+        peer: PeerId,
+        result: Result<Response, String>,
+    ) {
+        let Some(mut d) = self.delegations.remove(&id) else {
+            return;
+        };
         if d.pending.remove(&rid).is_none() {
             self.delegations.insert(id, d);
             return;
@@ -1115,7 +1261,9 @@ impl Node {
                 let digest = delegate::output_digest(&output);
                 d.answers.push((peer, digest.clone()));
                 d.outputs.insert(digest.clone(), output);
-                AssignmentOutcome::Answered { output_sha256: digest }
+                AssignmentOutcome::Answered {
+                    output_sha256: digest,
+                }
             }
             Ok(Response::Refused { reason, .. }) => AssignmentOutcome::Refused { reason },
             Ok(Response::Record { .. }) => AssignmentOutcome::Failed {
@@ -1143,10 +1291,17 @@ impl Node {
         }
         let result = match delegate::majority(&d.answers, d.replicas) {
             Ok(winner) => {
-                let (agreeing, dissenting): (Vec<_>, Vec<_>) = d.answers.iter().partition(|(_, a)| *a == winner);
+                let (agreeing, dissenting): (Vec<_>, Vec<_>) =
+                    d.answers.iter().partition(|(_, a)| *a == winner);
                 let dissenting: Vec<PeerId> = dissenting.into_iter().map(|(p, _)| *p).collect();
                 for p in &dissenting {
-                    self.penalize(*p, &Rejected::Forged(format!("task {}: an answer the majority refuted", d.task.id)));
+                    self.penalize(
+                        *p,
+                        &Rejected::Forged(format!(
+                            "task {}: an answer the majority refuted",
+                            d.task.id
+                        )),
+                    );
                 }
                 Ok(Delegated {
                     task: d.task.id.clone(),
@@ -1189,7 +1344,10 @@ impl Node {
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { listener_id, address } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
                 if let Some(reply) = self.listeners.remove(&listener_id) {
                     let _ = reply.send(Ok(address));
                 }
@@ -1200,18 +1358,22 @@ impl Node {
                 }
             }
             SwarmEvent::ListenerClosed {
-                listener_id, reason, ..
+                listener_id,
+                reason,
+                ..
             } => {
                 if let Some(reply) = self.listeners.remove(&listener_id) {
                     let why = reason.err().map_or("closed".to_string(), |e| e.to_string());
                     let _ = reply.send(Err(MeshError::Network(why)));
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
@@ -1223,7 +1385,10 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Tasks(e)) => self.on_task_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                     let _ = self.swarm.dial(addr);
                 }
             }

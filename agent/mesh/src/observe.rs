@@ -68,7 +68,10 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        RateLimit { burst: 10, per_secs: 1.0 }
+        RateLimit {
+            burst: 10,
+            per_secs: 1.0,
+        }
     }
 }
 
@@ -90,7 +93,7 @@ pub struct Gate {
 /// What validation made of a message.
 #[derive(Debug)]
 pub enum Verdict<T> {
-    Accept(Opened<T>),
+    Accept(Box<Opened<T>>),
     /// Valid but already seen (or older than one seen): dropped without blame.
     Ignore(String),
     Reject(Rejected),
@@ -128,7 +131,10 @@ impl Stamped for AttestationAnnounce {
 
 impl Gate {
     pub fn new(rate: RateLimit) -> Gate {
-        Gate { rate, ..Gate::default() }
+        Gate {
+            rate,
+            ..Gate::default()
+        }
     }
 
     pub fn metrics(&mut self, bytes: &[u8], now: f64) -> Verdict<MetricReport> {
@@ -157,10 +163,16 @@ impl Gate {
         }
         let now_secs = now as u64;
         if msg.time_unix() > now_secs + CLOCK_SKEW_SECS {
-            return Verdict::Reject(Rejected::Stale(format!("dated {} s ahead", msg.time_unix() - now_secs)));
+            return Verdict::Reject(Rejected::Stale(format!(
+                "dated {} s ahead",
+                msg.time_unix() - now_secs
+            )));
         }
         if msg.time_unix() + MAX_AGE_SECS < now_secs {
-            return Verdict::Reject(Rejected::Stale(format!("{} s old", now_secs - msg.time_unix())));
+            return Verdict::Reject(Rejected::Stale(format!(
+                "{} s old",
+                now_secs - msg.time_unix()
+            )));
         }
         let id = (opened.signer, kind.payload_type);
         if let Some(&last) = self.last_seq.get(&id) {
@@ -172,7 +184,8 @@ impl Gate {
             tokens: f64::from(self.rate.burst),
             at: now,
         });
-        b.tokens = (b.tokens + (now - b.at).max(0.0) / self.rate.per_secs).min(f64::from(self.rate.burst));
+        b.tokens =
+            (b.tokens + (now - b.at).max(0.0) / self.rate.per_secs).min(f64::from(self.rate.burst));
         b.at = now;
         if b.tokens < 1.0 {
             return Verdict::Reject(Rejected::RateLimited(format!(
@@ -182,7 +195,7 @@ impl Gate {
         }
         b.tokens -= 1.0;
         self.last_seq.insert(id, msg.seq());
-        Verdict::Accept(opened)
+        Verdict::Accept(Box::new(opened))
     }
 }
 
@@ -263,10 +276,15 @@ impl Observations {
         }
         by.into_iter()
             .map(|(service, nodes)| {
-                let rts: Vec<f64> = nodes.iter().filter_map(|n| n.response_ms).map(f64::from).collect();
+                let rts: Vec<f64> = nodes
+                    .iter()
+                    .filter_map(|n| n.response_ms)
+                    .map(f64::from)
+                    .collect();
                 ServiceView {
                     service: service.to_string(),
-                    mean_response_ms: (!rts.is_empty()).then(|| rts.iter().sum::<f64>() / rts.len() as f64),
+                    mean_response_ms: (!rts.is_empty())
+                        .then(|| rts.iter().sum::<f64>() / rts.len() as f64),
                     min_uptime_secs: nodes.iter().map(|n| n.uptime_secs).min().unwrap_or(0),
                     subscriptions: nodes.iter().map(|n| u64::from(n.subscriptions)).sum(),
                     faults: nodes.iter().map(|n| u64::from(n.faults)).sum(),
@@ -303,9 +321,18 @@ mod tests {
     fn fresh_signed_reports_pass_and_replays_are_ignored() {
         let key = Keypair::generate_ed25519();
         let mut gate = Gate::default();
-        assert!(matches!(gate.metrics(&report(&key, 1, 1000), 1000.0), Verdict::Accept(_)));
-        assert!(matches!(gate.metrics(&report(&key, 1, 1000), 1000.5), Verdict::Ignore(_)));
-        assert!(matches!(gate.metrics(&report(&key, 2, 1001), 1001.0), Verdict::Accept(_)));
+        assert!(matches!(
+            gate.metrics(&report(&key, 1, 1000), 1000.0),
+            Verdict::Accept(_)
+        ));
+        assert!(matches!(
+            gate.metrics(&report(&key, 1, 1000), 1000.5),
+            Verdict::Ignore(_)
+        ));
+        assert!(matches!(
+            gate.metrics(&report(&key, 2, 1001), 1001.0),
+            Verdict::Accept(_)
+        ));
     }
 
     #[test]
@@ -313,9 +340,15 @@ mod tests {
         let key = Keypair::generate_ed25519();
         let mut gate = Gate::default();
         let old = gate.metrics(&report(&key, 1, 1000), 1000.0 + MAX_AGE_SECS as f64 + 1.0);
-        assert!(matches!(old, Verdict::Reject(Rejected::Stale(_))), "{old:?}");
+        assert!(
+            matches!(old, Verdict::Reject(Rejected::Stale(_))),
+            "{old:?}"
+        );
         let ahead = gate.metrics(&report(&key, 2, 2000), 1000.0);
-        assert!(matches!(ahead, Verdict::Reject(Rejected::Stale(_))), "{ahead:?}");
+        assert!(
+            matches!(ahead, Verdict::Reject(Rejected::Stale(_))),
+            "{ahead:?}"
+        );
         // Signed by one key, naming another node.
         let liar = Keypair::generate_ed25519();
         let m = MetricReport {
@@ -326,18 +359,32 @@ mod tests {
             services: vec![],
         };
         let bytes = signed::seal(&liar, signed::METRICS, &m).unwrap();
-        assert!(matches!(gate.metrics(&bytes, 1000.0), Verdict::Reject(Rejected::Forged(_))));
+        assert!(matches!(
+            gate.metrics(&bytes, 1000.0),
+            Verdict::Reject(Rejected::Forged(_))
+        ));
     }
 
     #[test]
     fn a_flood_is_cut_at_the_burst_and_refills_with_time() {
         let key = Keypair::generate_ed25519();
-        let mut gate = Gate::new(RateLimit { burst: 3, per_secs: 1.0 });
+        let mut gate = Gate::new(RateLimit {
+            burst: 3,
+            per_secs: 1.0,
+        });
         let verdicts: Vec<bool> = (1..=5)
-            .map(|s| matches!(gate.metrics(&report(&key, s, 1000), 1000.0), Verdict::Accept(_)))
+            .map(|s| {
+                matches!(
+                    gate.metrics(&report(&key, s, 1000), 1000.0),
+                    Verdict::Accept(_)
+                )
+            })
             .collect();
         assert_eq!(verdicts, [true, true, true, false, false]);
-        assert!(matches!(gate.metrics(&report(&key, 6, 1002), 1002.0), Verdict::Accept(_)));
+        assert!(matches!(
+            gate.metrics(&report(&key, 6, 1002), 1002.0),
+            Verdict::Accept(_)
+        ));
     }
 
     #[test]

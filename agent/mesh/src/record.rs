@@ -115,7 +115,11 @@ pub fn provider_key(service: &str) -> RecordKey {
 
 /// The DHT key of one provider's signed record for `service`.
 pub fn record_key(service: &str, provider: &PeerId) -> RecordKey {
-    key_of(&[b"xnode/service-record/v1", service.as_bytes(), &provider.to_bytes()])
+    key_of(&[
+        b"xnode/service-record/v1",
+        service.as_bytes(),
+        &provider.to_bytes(),
+    ])
 }
 
 impl Offer {
@@ -125,7 +129,10 @@ impl Offer {
             return Err("an offer needs at least one endpoint".into());
         }
         if self.ttl_secs == 0 || self.ttl_secs > MAX_TTL_SECS {
-            return Err(format!("ttl_secs {} is not in 1..={MAX_TTL_SECS}", self.ttl_secs));
+            return Err(format!(
+                "ttl_secs {} is not in 1..={MAX_TTL_SECS}",
+                self.ttl_secs
+            ));
         }
         if self.version.len() > 64 {
             return Err("version: at most 64 characters".into());
@@ -133,7 +140,12 @@ impl Offer {
         Ok(())
     }
 
-    pub fn into_record(self, provider: PeerId, attestation: Option<AttestationRef>, now: u64) -> ServiceRecord {
+    pub fn into_record(
+        self,
+        provider: PeerId,
+        attestation: Option<AttestationRef>,
+        now: u64,
+    ) -> ServiceRecord {
         ServiceRecord {
             schema: SCHEMA.into(),
             service: self.service,
@@ -169,7 +181,11 @@ impl ServiceRecord {
 /// Open a record's envelope and check everything a reader must: the
 /// signature, that the signer is the provider it names, the schema, the
 /// name, the expiry, and (when given) the DHT key it was stored under.
-pub fn verify(bytes: &[u8], stored_under: Option<&RecordKey>, now: u64) -> Result<ServiceRecord, Rejected> {
+pub fn verify(
+    bytes: &[u8],
+    stored_under: Option<&RecordKey>,
+    now: u64,
+) -> Result<ServiceRecord, Rejected> {
     let opened = signed::open::<ServiceRecord>(signed::SERVICE_RECORD, bytes)?;
     let r = opened.payload;
     if opened.signer != r.provider {
@@ -179,17 +195,29 @@ pub fn verify(bytes: &[u8], stored_under: Option<&RecordKey>, now: u64) -> Resul
         )));
     }
     if r.schema != SCHEMA {
-        return Err(Rejected::Malformed(format!("schema {:?}, expected {SCHEMA}", r.schema)));
+        return Err(Rejected::Malformed(format!(
+            "schema {:?}, expected {SCHEMA}",
+            r.schema
+        )));
     }
     check_service_name(&r.service).map_err(Rejected::Malformed)?;
     if r.expires_unix <= now {
-        return Err(Rejected::Expired(format!("record expired at {}", r.expires_unix)));
+        return Err(Rejected::Expired(format!(
+            "record expired at {}",
+            r.expires_unix
+        )));
     }
-    if r.issued_unix > now + CLOCK_SKEW_SECS || r.expires_unix - r.issued_unix.min(r.expires_unix) > MAX_TTL_SECS {
-        return Err(Rejected::Malformed("issued in the future or lives past the maximum TTL".into()));
+    if r.issued_unix > now + CLOCK_SKEW_SECS
+        || r.expires_unix - r.issued_unix.min(r.expires_unix) > MAX_TTL_SECS
+    {
+        return Err(Rejected::Malformed(
+            "issued in the future or lives past the maximum TTL".into(),
+        ));
     }
     if r.is_private() {
-        return Err(Rejected::Forged("a private record is never published".into()));
+        return Err(Rejected::Forged(
+            "a private record is never published".into(),
+        ));
     }
     if let Some(key) = stored_under {
         if *key != record_key(&r.service, &r.provider) {
@@ -234,10 +262,16 @@ mod tests {
         let me = key.public().to_peer_id();
         // Signed by another key than the provider it names.
         let forged = offer().into_record(me, None, 1000).seal(&other).unwrap();
-        assert!(matches!(verify(&forged, None, 1001), Err(Rejected::Forged(_))));
+        assert!(matches!(
+            verify(&forged, None, 1001),
+            Err(Rejected::Forged(_))
+        ));
         // Expired.
         let bytes = offer().into_record(me, None, 1000).seal(&key).unwrap();
-        assert!(matches!(verify(&bytes, None, 1600), Err(Rejected::Expired(_))));
+        assert!(matches!(
+            verify(&bytes, None, 1600),
+            Err(Rejected::Expired(_))
+        ));
         // Stored under another service's key.
         let err = verify(&bytes, Some(&record_key("other", &me)), 1001).unwrap_err();
         assert!(matches!(err, Rejected::Forged(_)), "{err}");
@@ -245,7 +279,10 @@ mod tests {
         let mut private = offer();
         private.visibility = Visibility::Private { allow: vec![] };
         let bytes = private.into_record(me, None, 1000).seal(&key).unwrap();
-        assert!(matches!(verify(&bytes, None, 1001), Err(Rejected::Forged(_))));
+        assert!(matches!(
+            verify(&bytes, None, 1001),
+            Err(Rejected::Forged(_))
+        ));
     }
 
     #[test]

@@ -57,10 +57,26 @@ mod tests {
 
     #[test]
     fn fits_needs_every_dimension() {
-        let have = Resources { cpus: 8, memory_mb: 16384, gpus: 1, disk_gb: 500 };
-        assert!(have.fits(&Resources { cpus: 8, memory_mb: 1, gpus: 1, disk_gb: 0 }));
-        assert!(!have.fits(&Resources { gpus: 2, ..Resources::default() }));
-        assert!(!have.fits(&Resources { cpus: 9, ..Resources::default() }));
+        let have = Resources {
+            cpus: 8,
+            memory_mb: 16384,
+            gpus: 1,
+            disk_gb: 500,
+        };
+        assert!(have.fits(&Resources {
+            cpus: 8,
+            memory_mb: 1,
+            gpus: 1,
+            disk_gb: 0
+        }));
+        assert!(!have.fits(&Resources {
+            gpus: 2,
+            ..Resources::default()
+        }));
+        assert!(!have.fits(&Resources {
+            cpus: 9,
+            ..Resources::default()
+        }));
     }
 
     #[test]
@@ -73,7 +89,12 @@ mod tests {
         });
         assert_eq!(
             Resources::from_inventory(&inv),
-            Resources { cpus: 16, memory_mb: 32768, gpus: 0, disk_gb: 1512 }
+            Resources {
+                cpus: 16,
+                memory_mb: 32768,
+                gpus: 0,
+                disk_gb: 1512
+            }
         );
     }
 }

@@ -89,7 +89,12 @@ async fn hostile_input_is_refused_and_its_sender_banned() {
         b"not an envelope".to_vec(),
         vec![0u8; signed::METRICS.max_bytes + 100],
         signed::seal(&hostile_key, signed::METRICS, &report(victim, 1, now())).unwrap(),
-        signed::seal(&hostile_key, signed::METRICS, &report(hostile_peer, 2, now() - 3600)).unwrap(),
+        signed::seal(
+            &hostile_key,
+            signed::METRICS,
+            &report(hostile_peer, 2, now() - 3600),
+        )
+        .unwrap(),
     ];
     for b in bad {
         hostile.inject_gossip(METRICS_TOPIC, b).await.unwrap();
@@ -98,17 +103,38 @@ async fn hostile_input_is_refused_and_its_sender_banned() {
     // The honest node and the witness charge the hostile peer; it keeps
     // sending until it is banned by both.
     let mut n = 0u32;
-    eventually(60, "the hostile peer is banned by the honest node and the witness", || {
-        n += 1;
-        let (hostile, honest, witness, id) = (hostile.clone(), honest.clone(), witness.clone(), hostile_id.clone());
-        async move {
-            let junk = format!("junk {n}").into_bytes();
-            let _ = hostile.inject_gossip(METRICS_TOPIC, junk).await;
-            let a = honest.status().await.unwrap().scores.get(&id).map(|s| s.banned);
-            let b = witness.status().await.unwrap().scores.get(&id).map(|s| s.banned);
-            (a == Some(true) && b == Some(true)).then_some(())
-        }
-    })
+    eventually(
+        60,
+        "the hostile peer is banned by the honest node and the witness",
+        || {
+            n += 1;
+            let (hostile, honest, witness, id) = (
+                hostile.clone(),
+                honest.clone(),
+                witness.clone(),
+                hostile_id.clone(),
+            );
+            async move {
+                let junk = format!("junk {n}").into_bytes();
+                let _ = hostile.inject_gossip(METRICS_TOPIC, junk).await;
+                let a = honest
+                    .status()
+                    .await
+                    .unwrap()
+                    .scores
+                    .get(&id)
+                    .map(|s| s.banned);
+                let b = witness
+                    .status()
+                    .await
+                    .unwrap()
+                    .scores
+                    .get(&id)
+                    .map(|s| s.banned);
+                (a == Some(true) && b == Some(true)).then_some(())
+            }
+        },
+    )
     .await;
     let score = honest.status().await.unwrap().scores[&hostile_id].clone();
     assert!(score.score <= mesh::score::BAN_AT, "{score:?}");
@@ -127,10 +153,17 @@ async fn hostile_input_is_refused_and_its_sender_banned() {
     assert_eq!(found[0].provider, victim);
     assert_eq!(found[0].endpoints[0].to_string(), "/ip4/192.0.2.1/tcp/80");
     assert!(witness.find("old").await.unwrap().is_empty());
-    assert!(honest.services().await.unwrap().is_empty(), "no hostile metrics were aggregated");
+    assert!(
+        honest.services().await.unwrap().is_empty(),
+        "no hostile metrics were aggregated"
+    );
 
     // Invalid requests from the local side get a clear error.
-    let err = honest.publish(offer("Bad Name", 600)).await.unwrap_err().to_string();
+    let err = honest
+        .publish(offer("Bad Name", 600))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("service name"), "{err}");
     let err = honest.find("").await.unwrap_err().to_string();
     assert!(err.contains("service name"), "{err}");

@@ -101,16 +101,28 @@ async fn five_nodes_discover_gossip_and_delegate() {
     };
     mesh(1).publish(private).await.unwrap();
     assert!(mesh(3).find("secret-db").await.unwrap().is_empty());
-    let seen = mesh(0).describe(mesh(1).peer_id(), "secret-db").await.unwrap();
+    let seen = mesh(0)
+        .describe(mesh(1).peer_id(), "secret-db")
+        .await
+        .unwrap();
     assert_eq!(seen.map(|r| r.service), Some("secret-db".to_string()));
-    assert_eq!(mesh(3).describe(mesh(1).peer_id(), "secret-db").await.unwrap(), None);
+    assert_eq!(
+        mesh(3)
+            .describe(mesh(1).peer_id(), "secret-db")
+            .await
+            .unwrap(),
+        None
+    );
 
     // Gossip: every node announces its attestation and its load; node 0
     // verifies all four others' envelopes and aggregates their metrics.
     // Loads are chosen so the liar (4) and node 1 rank first.
     let loads = [0.9, 0.05, 0.3, 0.4, 0.0];
     for (i, id) in ids.iter().enumerate() {
-        mesh(i).announce_attestation(id.envelope.clone()).await.unwrap();
+        mesh(i)
+            .announce_attestation(id.envelope.clone())
+            .await
+            .unwrap();
     }
     let expected_cpus = {
         let nodes = eventually(60, "node 0 verifies four attestations", || async {
@@ -120,7 +132,10 @@ async fn five_nodes_discover_gossip_and_delegate() {
         .await;
         nodes[0].1.attested.unwrap().cpus
     };
-    assert!(expected_cpus >= 1, "the attested inventory shows the host's CPUs");
+    assert!(
+        expected_cpus >= 1,
+        "the attested inventory shows the host's CPUs"
+    );
     let mut tick = 0;
     eventually(60, "node 0 aggregates metrics of every node", || {
         tick += 1;
@@ -157,7 +172,10 @@ async fn five_nodes_discover_gossip_and_delegate() {
     // With three replicas the two honest nodes outvote it.
     let honest = Builtin.run("sha256-chain", &chain_task("x").input).unwrap();
     let three = mesh(0).delegate(chain_task("majority"), 3).await.unwrap();
-    assert_eq!(three.output, honest, "the majority's answer is the honest one");
+    assert_eq!(
+        three.output, honest,
+        "the majority's answer is the honest one"
+    );
     assert_eq!(three.dissenting, vec![mesh(4).peer_id()]);
     assert_eq!(three.agreeing.len(), 2);
     let ranked_first_two = [mesh(4).peer_id(), mesh(1).peer_id()];

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
@@ -54,7 +54,7 @@ impl ApiTarget {
                 let stream = tokio::net::TcpStream::connect(addr.as_str())
                     .await
                     .with_context(|| format!("connecting to the agent's API at {addr}"))?;
-                exchange(stream, req.body(Empty::new())?).await
+                send(stream, req.body(Full::new(Bytes::new()))?).await
             }
             _ => {
                 let stream = tokio::net::UnixStream::connect(&self.socket)
@@ -65,13 +65,38 @@ impl ApiTarget {
                             self.socket.display()
                         )
                     })?;
-                exchange(stream, req.body(Empty::new())?).await
+                send(stream, req.body(Full::new(Bytes::new()))?).await
             }
         }
     }
 }
 
-async fn exchange<S>(stream: S, req: hyper::Request<Empty<Bytes>>) -> anyhow::Result<(u16, Bytes)>
+/// One request over an open stream (a JSON body when given); the status
+/// code and body.
+pub async fn exchange<S>(
+    stream: S,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, Bytes)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, "xnode-agent");
+    if body.is_some() {
+        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    send(
+        stream,
+        req.body(Full::new(Bytes::from(body.unwrap_or_default())))?,
+    )
+    .await
+}
+
+async fn send<S>(stream: S, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<(u16, Bytes)>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

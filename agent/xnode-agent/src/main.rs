@@ -7,6 +7,7 @@ mod api_client;
 mod cmd_attest;
 mod cmd_firstboot;
 mod cmd_manifest;
+mod cmd_mesh;
 mod cmd_probe;
 mod cmd_run;
 mod cmd_service;
@@ -56,6 +57,9 @@ enum Command {
     /// The first-boot configuration (owner keys, role, bootstrap peers): check or install it.
     #[command(subcommand)]
     Firstboot(cmd_firstboot::FirstbootCommand),
+    /// The libp2p mesh: run it, publish and find services, see gossiped metrics, delegate tasks.
+    #[command(subcommand)]
+    Mesh(cmd_mesh::MeshCommand),
     /// Start, stop, restart and inspect systemd units over D-Bus.
     Unit(cmd_unit::UnitArgs),
     /// Work with the service manifest the NixOS modules render.
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd_status::run(a),
         Command::Service(c) => cmd_service::run(c),
         Command::Firstboot(c) => cmd_firstboot::run(c),
+        Command::Mesh(c) => cmd_mesh::run(c),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(

@@ -8,24 +8,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{json, missing, run_ok};
+use common::{json, missing, run_ok, Netns};
 use serde_json::{json, Value};
-
-struct Netns(String);
-
-impl Netns {
-    fn ip(&self, args: &str) {
-        let mut cmd = Command::new("ip");
-        cmd.arg("-n").arg(&self.0).args(args.split_whitespace());
-        run_ok(&mut cmd);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 fn link<'a>(net: &'a Value, name: &str) -> &'a Value {
     net["links"]

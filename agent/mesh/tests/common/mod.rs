@@ -52,14 +52,26 @@ pub fn attested(n: usize) -> (Vec<Attested>, Policy) {
         let env: Envelope = serde_json::from_slice(&envelope).unwrap();
         let ek = xnode_verify::format::unb64("", &env.tpm.ek_public).unwrap();
         let ak = xnode_verify::format::unb64("", &env.tpm.ak_public).unwrap();
-        let (challenge, pending) = credential::issue(&ek, &ak, now(), &mut rand_core::OsRng).unwrap();
+        let (challenge, pending) =
+            credential::issue(&ek, &ak, now(), &mut rand_core::OsRng).unwrap();
         let response = attest::activate(&state, &tcti, &challenge).expect("activate");
         let activation = credential::accept(&pending, &response, now()).expect("accept");
-        policy.activations.as_mut().unwrap().activations.push(activation);
+        policy
+            .activations
+            .as_mut()
+            .unwrap()
+            .activations
+            .push(activation);
         let pem = std::fs::read_to_string(tpm.ca_bundle.as_ref().unwrap()).unwrap();
-        policy.ek_cas.extend(ekcert::parse_pem_bundle(&pem).unwrap());
+        policy
+            .ek_cas
+            .extend(ekcert::parse_pem_bundle(&pem).unwrap());
         let key = mesh::key::load_seed_file(&state.join("node.key")).unwrap();
-        out.push(Attested { key, envelope, _tpm: tpm });
+        out.push(Attested {
+            key,
+            envelope,
+            _tpm: tpm,
+        });
     }
     (out, policy)
 }
@@ -74,9 +86,15 @@ pub fn memory_config(policy: &Policy) -> Config {
     }
 }
 
-pub async fn start(key: Keypair, config: Config) -> (Mesh, tokio::task::JoinHandle<()>, libp2p::Multiaddr) {
+pub async fn start(
+    key: Keypair,
+    config: Config,
+) -> (Mesh, tokio::task::JoinHandle<()>, libp2p::Multiaddr) {
     let (mesh, handle) = Mesh::spawn(key, config).expect("spawn");
-    let addr = mesh.listen("/memory/0".parse().unwrap()).await.expect("listen");
+    let addr = mesh
+        .listen("/memory/0".parse().unwrap())
+        .await
+        .expect("listen");
     let full = addr.with(libp2p::multiaddr::Protocol::P2p(mesh.peer_id()));
     (mesh, handle, full)
 }
@@ -93,7 +111,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

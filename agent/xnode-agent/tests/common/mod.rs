@@ -83,3 +83,29 @@ pub fn vm_scenario(script: &str, checks: &[&str]) -> Option<Vec<String>> {
     }
     Some(lines)
 }
+
+/// A network namespace made by a test, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    /// `ip netns add NAME`; None when this process may not.
+    pub fn add(name: String) -> Option<Netns> {
+        Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success())
+            .then_some(Netns(name))
+    }
+
+    pub fn ip(&self, args: &str) {
+        let mut cmd = Command::new("ip");
+        cmd.arg("-n").arg(&self.0).args(args.split_whitespace());
+        run_ok(&mut cmd);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
