@@ -40,7 +40,10 @@ async fn hostile_input_is_refused_and_its_sender_banned() {
     let (honest, _h1, honest_addr) = start(honest_key.clone(), config()).await;
     let mut c = config();
     c.bootstrap = vec![honest_addr.clone()];
-    let (witness, _h2, _) = start(Keypair::generate_ed25519(), c.clone()).await;
+    let (witness, _h2, witness_addr) = start(Keypair::generate_ed25519(), c.clone()).await;
+    // The hostile peer connects to both: invalid gossip is never forwarded,
+    // so only direct peers ever see it.
+    c.bootstrap.push(witness_addr);
     let (hostile, _h3, _) = start(hostile_key.clone(), c).await;
     let hostile_id = hostile.peer_id().to_string();
 
