@@ -62,6 +62,36 @@ in
     ];
   };
 
+  # The mesh with every typed option set: a bootstrap peer, attestation
+  # checked against EK CAs and an activation registry, and this node's own
+  # attestation announced (copied in by root at start and after each
+  # attestation).
+  mesh-attested = {
+    units = [
+      "xnode-mesh"
+      "xnode-attest"
+    ];
+    modules = [
+      agent
+      {
+        services.xnode.mesh = {
+          enable = true;
+          listen = "/ip4/0.0.0.0/tcp/4200";
+          bootstrap = [
+            "/ip4/10.20.0.11/tcp/4200/p2p/12D3KooWHfe18eQBpPzk9zx8EHGq7v4VdUtSYQsBpfraJ5wp344U"
+          ];
+          metricsInterval = 60;
+          announceAttestation = true;
+          attestation = {
+            ekCaBundle = "/etc/xnode/ek-ca.pem";
+            activations = "/etc/xnode/activations.json";
+            maxAgeSecs = 10800;
+          };
+        };
+      }
+    ];
+  };
+
   # An operator's own service beside the agent, with an http check.
   generic = {
     units = [ "node-exporter" ];
