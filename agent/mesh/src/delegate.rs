@@ -12,6 +12,9 @@ use crate::observe::NodeView;
 use crate::resources::Resources;
 
 pub const PROTOCOL: &str = "/xnode/task/1";
+/// A node not heard from (metrics or attestation) for this long is not
+/// chosen: it may be gone.
+pub const MAX_SILENCE_SECS: u64 = 600;
 /// The most replicas a task may ask for.
 pub const MAX_REPLICAS: usize = 15;
 
@@ -25,7 +28,8 @@ pub struct Task {
     pub input: serde_json::Value,
     #[serde(default)]
     pub needs: Resources,
-    /// The worker refuses a task it cannot finish in this time.
+    /// The requester waits this long for an answer, then gives the task to
+    /// the next node (the worker's late answer is discarded).
     pub deadline_ms: u64,
 }
 
@@ -73,8 +77,9 @@ impl Executor for Builtin {
     fn run(&self, kind: &str, input: &serde_json::Value) -> Result<serde_json::Value, String> {
         match kind {
             "echo" => Ok(input.clone()),
-            // Sequential hashing: H^rounds(seed). Deterministic work whose
-            // answer only the work produces.
+            // Sequential hashing: h = SHA-256(seed), then h = SHA-256(h)
+            // `rounds` times. Deterministic work whose answer only the
+            // work produces.
             "sha256-chain" => {
                 let seed = input
                     .get("seed")

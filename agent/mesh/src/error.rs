@@ -23,6 +23,20 @@ pub enum Rejected {
 }
 
 impl Rejected {
+    /// Whether every honest validator would refuse it too. Only these are
+    /// charged to the peer that forwarded a message: clocks, rates and
+    /// verifier policies differ between honest nodes, so a stale,
+    /// rate-limited or unattested message is dropped without blame.
+    pub fn objective(&self) -> bool {
+        matches!(
+            self,
+            Rejected::Oversized { .. }
+                | Rejected::Malformed(_)
+                | Rejected::BadSignature(_)
+                | Rejected::Forged(_)
+        )
+    }
+
     /// Score taken from the peer that sent it. Signature and forgery
     /// failures cost most: an honest peer never produces them.
     pub fn penalty(&self) -> i64 {

@@ -198,8 +198,10 @@ impl Mesh {
             in_flight: BTreeMap::new(),
             serving: HashMap::new(),
             next_id: 0,
-            metrics_seq: 0,
-            attestation_seq: 0,
+            // Peers drop a seq at or below the last they saw; starting from
+            // the clock (ms) keeps a restarted node above its old count.
+            metrics_seq: now_unix().saturating_mul(1000),
+            attestation_seq: now_unix().saturating_mul(1000),
             done_tx,
         };
         node.gate = Gate::new(node.config.gossip_rate);
@@ -485,7 +487,11 @@ struct Delegation {
 }
 
 /// A `Describe` request waiting for its provider's answer.
-struct Outbound(Reply<Result<Option<ServiceRecord>, MeshError>>, PeerId);
+struct Outbound(
+    Reply<Result<Option<ServiceRecord>, MeshError>>,
+    PeerId,
+    String,
+);
 
 struct Node {
     key: Keypair,
@@ -556,6 +562,11 @@ impl Node {
                 eprintln!("xnode-mesh: bootstrap peer {addr}: {e}");
             }
         }
+        // Fill the routing table from the bootstrap peers now rather than at
+        // the first periodic bootstrap.
+        if !self.config.bootstrap.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
     }
 
     fn dial_addr(&mut self, addr: Multiaddr) -> Result<(), MeshError> {
@@ -620,12 +631,13 @@ impl Node {
             }
             Command::Find(service, reply) => self.find(service, reply),
             Command::Describe(peer, service, reply) => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .tasks
-                    .send_request(&peer, Request::Describe { service });
-                self.describes.insert(id, Outbound(reply, peer));
+                let id = self.swarm.behaviour_mut().tasks.send_request(
+                    &peer,
+                    Request::Describe {
+                        service: service.clone(),
+                    },
+                );
+                self.describes.insert(id, Outbound(reply, peer, service));
             }
             Command::Metrics(load, services, reply) => {
                 self.metrics_seq += 1;
@@ -739,14 +751,14 @@ impl Node {
 
     fn announce(&mut self, envelope: Vec<u8>) -> Result<(), MeshError> {
         let now = now_unix();
-        self.own_attestation = Some(AttestationRef {
-            sha256: hex::encode(signed_digest(&envelope)),
-            time_unix: now,
-        });
         if let Some(check) = &self.config.attestation_check {
-            // The node's own envelope goes through the same verifier.
+            // The node's own envelope goes through the same verifier; what it
+            // proves is what this node accepts tasks for.
             match check.check(&self.me(), &envelope, now) {
-                Ok(r) => self.obs.attested(self.me(), r, now),
+                Ok(r) => {
+                    self.obs.attested(self.me(), r, now);
+                    self.config.own_resources = Some(r);
+                }
                 Err(e) => {
                     return Err(MeshError::Invalid(format!(
                         "this node's attestation does not verify: {e}"
@@ -754,6 +766,10 @@ impl Node {
                 }
             }
         }
+        self.own_attestation = Some(AttestationRef {
+            sha256: hex::encode(signed_digest(&envelope)),
+            time_unix: now,
+        });
         self.attestation_seq += 1;
         let a = AttestationAnnounce {
             node: self.me(),
@@ -774,6 +790,16 @@ impl Node {
             .map_err(|e| MeshError::Invalid(e.to_string()))?;
         if !r.is_private() {
             self.put_own(&r, &bytes, ttl)?;
+        } else if self
+            .local
+            .get(&r.service)
+            .is_some_and(|(old, _, _)| !old.is_private())
+        {
+            // A record that turned private leaves the DHT.
+            let me = self.me();
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            kad.stop_providing(&record::provider_key(&r.service));
+            kad.remove_record(&record::record_key(&r.service, &me));
         }
         self.local
             .insert(r.service.clone(), (r.clone(), bytes, ttl));
@@ -1033,14 +1059,17 @@ impl Node {
         let acceptance = match &verdict {
             Ok(true) => gossipsub::MessageAcceptance::Accept,
             Ok(false) => gossipsub::MessageAcceptance::Ignore,
-            Err(_) => gossipsub::MessageAcceptance::Reject,
+            Err(why) if why.objective() => gossipsub::MessageAcceptance::Reject,
+            Err(_) => gossipsub::MessageAcceptance::Ignore,
         };
         self.swarm
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&id, &source, acceptance);
-        if let Err(why) = verdict {
-            self.penalize(source, &why);
+        match verdict {
+            Err(why) if why.objective() => self.penalize(source, &why),
+            Err(why) => eprintln!("xnode-mesh: dropped gossip from {source}: {why}"),
+            Ok(_) => {}
         }
     }
 
@@ -1081,8 +1110,10 @@ impl Node {
             } => {
                 if let Some(d) = self.requests.remove(&request_id) {
                     self.task_answered(d, request_id, peer, Ok(response));
-                } else if let Some(Outbound(reply, provider)) = self.describes.remove(&request_id) {
-                    let _ = reply.send(Ok(self.described(provider, response)));
+                } else if let Some(Outbound(reply, provider, service)) =
+                    self.describes.remove(&request_id)
+                {
+                    let _ = reply.send(Ok(self.described(provider, &service, response)));
                 }
             }
             Event::OutboundFailure {
@@ -1093,7 +1124,7 @@ impl Node {
             } => {
                 if let Some(d) = self.requests.remove(&request_id) {
                     self.task_answered(d, request_id, peer, Err(error.to_string()));
-                } else if let Some(Outbound(reply, _)) = self.describes.remove(&request_id) {
+                } else if let Some(Outbound(reply, _, _)) = self.describes.remove(&request_id) {
                     let _ = reply.send(Err(MeshError::Network(format!("{peer}: {error}"))));
                 }
             }
@@ -1101,7 +1132,12 @@ impl Node {
         }
     }
 
-    fn described(&mut self, provider: PeerId, response: Response) -> Option<ServiceRecord> {
+    fn described(
+        &mut self,
+        provider: PeerId,
+        service: &str,
+        response: Response,
+    ) -> Option<ServiceRecord> {
         let Response::Record { envelope: Some(e) } = response else {
             return None;
         };
@@ -1112,6 +1148,11 @@ impl Node {
             .and_then(|o| {
                 if o.signer != provider || o.payload.provider != provider {
                     Err(Rejected::Forged("a record of another provider".into()))
+                } else if o.payload.service != service || o.payload.schema != record::SCHEMA {
+                    Err(Rejected::Forged(format!(
+                        "asked for {service:?}, got {:?}",
+                        o.payload.service
+                    )))
                 } else if o.payload.expires_unix <= now_unix() {
                     Err(Rejected::Expired(
                         "the provider sent an expired record".into(),
@@ -1191,8 +1232,12 @@ impl Node {
     ) {
         let mut exclude: Vec<PeerId> = vec![self.me()];
         exclude.extend(self.scores.all().filter(|(_, s)| s.banned).map(|(p, _)| *p));
+        let fresh_since = now_unix().saturating_sub(delegate::MAX_SILENCE_SECS);
         let ranked = delegate::rank(
-            self.obs.nodes.iter(),
+            self.obs
+                .nodes
+                .iter()
+                .filter(|(_, v)| v.last_heard() >= fresh_since),
             &task.needs,
             &exclude,
             &self.in_flight,

@@ -237,6 +237,15 @@ pub struct Observations {
     pub nodes: BTreeMap<PeerId, NodeView>,
 }
 
+impl NodeView {
+    /// Unix seconds of the latest metrics or attestation heard.
+    pub fn last_heard(&self) -> u64 {
+        self.metrics_unix
+            .unwrap_or(0)
+            .max(self.attested_unix.unwrap_or(0))
+    }
+}
+
 impl Observations {
     pub fn metrics(&mut self, m: MetricReport) {
         let v = self.nodes.entry(m.node).or_default();
