@@ -94,8 +94,11 @@ in
     # refusal every metricsInterval.
     agentSocket = mkOption {
       type = types.nullOr types.str;
-      default = agent.api.socket;
-      defaultText = lib.literalExpression "config.services.xnode.agent.api.socket";
+      # The agent's socket is 0660 root:root and the mesh runs as a
+      # DynamicUser, so it cannot connect by default: set this only where
+      # the mesh is given access to the socket.
+      default = null;
+      example = "/run/xnode/agent.sock";
       description = ''
         The agent's API socket, read for the metrics of the node's services
         that the mesh gossips; null gossips the node's load only. The mesh
@@ -179,6 +182,14 @@ in
         # root's `xnode-agent mesh …` commands reach it).
         RuntimeDirectory = "xnode-mesh";
         RuntimeDirectoryMode = "0755";
+        # libp2p watches the interfaces over netlink to resolve wildcard
+        # listen addresses.
+        RestrictAddressFamilies = [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+          "AF_NETLINK"
+        ];
       }
       // lib.optionalAttrs cfg.announceAttestation {
         # `+`: as root, outside the sandbox, into the runtime directory
