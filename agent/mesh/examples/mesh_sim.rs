@@ -153,7 +153,11 @@ async fn main() {
         meshes.push(mesh);
         handles.push(h);
         if (i + 1) % 100 == 0 {
-            println!("  {} nodes up after {:.1} s", i + 1, t0.elapsed().as_secs_f64());
+            println!(
+                "  {} nodes up after {:.1} s",
+                i + 1,
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     println!(
