@@ -26,6 +26,7 @@ use mesh::observe::AttestationCheck;
 use mesh::record::{self, Offer};
 use mesh::{Resources, Visibility};
 use sha2::{Digest, Sha256};
+use testkit::XorShift;
 
 /// Simulation only: the announced "envelope" is the node's resource claim.
 struct Declared;
@@ -33,21 +34,6 @@ struct Declared;
 impl AttestationCheck for Declared {
     fn check(&self, _peer: &PeerId, envelope: &[u8], _now: u64) -> Result<Resources, String> {
         serde_json::from_slice(envelope).map_err(|e| e.to_string())
-    }
-}
-
-/// xorshift64*: reproducible runs without another dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
@@ -116,7 +102,7 @@ async fn main() {
         .collect();
     let n = args.first().copied().unwrap_or(1000);
     let lookups = args.get(1).copied().unwrap_or(1000);
-    let mut rng = Rng(0x005E_ED0F_3E5B);
+    let mut rng = XorShift(0x005E_ED0F_3E5B);
     println!("mesh simulation: {n} nodes, {lookups} lookups per phase, memory transport");
 
     // Start the nodes; each joins through three random earlier ones.

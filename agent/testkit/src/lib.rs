@@ -194,3 +194,22 @@ fn which(program: &str) -> String {
         .expect("sh");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// xorshift64*: a small reproducible generator for fuzz rounds and
+/// simulations, seeded by the caller so a run can be replayed.
+#[derive(Debug, Clone)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}

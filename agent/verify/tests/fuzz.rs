@@ -10,26 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use testkit::XorShift;
+
 use serde_json::Value;
 use xnode_verify::format::{b64, unb64};
 use xnode_verify::{ekcert, eventlog, tpm, verify};
 
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
+fn mutate(rng: &mut XorShift, data: &mut Vec<u8>) {
     match rng.below(5) {
         0 if !data.is_empty() => {
             let i = rng.below(data.len());
@@ -37,7 +24,7 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
         }
         1 if !data.is_empty() => {
             let i = rng.below(data.len());
-            data[i] = rng.next() as u8;
+            data[i] = rng.next_u64() as u8;
         }
         2 => {
             let n = rng.below(data.len() + 1);
@@ -45,7 +32,7 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
         }
         3 => {
             let i = rng.below(data.len() + 1);
-            data.insert(i, rng.next() as u8);
+            data.insert(i, rng.next_u64() as u8);
         }
         _ if data.len() > 2 => {
             let i = rng.below(data.len() - 1);
@@ -84,7 +71,7 @@ fn seed() -> u64 {
 fn mutated_evidence_never_panics_and_never_verifies() {
     let (iters, limit) = budget();
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = XorShift(seed);
     let good = common::envelope();
     let policy = common::policy();
     let base: Value = serde_json::from_slice(&good).unwrap();
@@ -145,7 +132,7 @@ fn mutated_evidence_never_panics_and_never_verifies() {
 fn parsers_survive_arbitrary_bytes() {
     let (iters, limit) = budget();
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = XorShift(seed);
     let env: xnode_verify::Envelope = serde_json::from_slice(&common::envelope()).unwrap();
     let seeds = [
         unb64("", &env.tpm.quote).unwrap(),
