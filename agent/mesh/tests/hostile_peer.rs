@@ -1,6 +1,8 @@
-//! Bad input from a hostile peer: oversized, unsigned, expired, replayed
-//! and forged gossip and DHT records. Each is refused with its reason, the
-//! sender's score drops until it is banned, and the honest nodes go on.
+//! Bad input from a hostile peer: garbage, oversized, stale and forged
+//! gossip, and forged, misplaced and expired DHT records. Each is refused
+//! with its reason; the objective faults lower the sender's score until it
+//! is banned, and the honest nodes go on. (Replayed gossip is covered by the
+//! gate's unit tests.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

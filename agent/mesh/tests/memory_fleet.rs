@@ -167,9 +167,9 @@ async fn five_nodes_discover_gossip_and_delegate() {
     assert_eq!(ipfs.mean_response_ms, Some(30.0));
     assert_eq!(ipfs.min_uptime_secs, 100);
 
-    // Delegation with one replica goes to the least-loaded attested node
-    // that is not the requester: the liar, whose answer stands alone.
-    // With three replicas the two honest nodes outvote it.
+    // Three replicas go to the three least-loaded attested nodes other
+    // than the requester, the liar (load 0.0) among them; the two honest
+    // nodes outvote it.
     let honest = Builtin.run("sha256-chain", &chain_task("x").input).unwrap();
     let three = mesh(0).delegate(chain_task("majority"), 3).await.unwrap();
     assert_eq!(
