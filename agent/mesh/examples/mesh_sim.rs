@@ -5,8 +5,10 @@
 //! 2. gossip coverage and the time to reach 99% of live nodes;
 //! 3. delegation placement against an oracle that knows every node.
 //!
-//! Run: `cargo run --release -p mesh --example mesh_sim -- [NODES] [LOOKUPS]`
-//! (defaults 1000 and 1000). Figures are recorded in docs/benchmarks.md.
+//! Run: `cargo run --release -p mesh --example mesh_sim -- [NODES] [LOOKUPS]
+//! [LOW HIGH]` (defaults 1000, 1000, and connection watermarks 24 and 32:
+//! a thousand nodes share one machine's memory here, where a real node
+//! keeps 96 to 128). Figures are recorded in docs/benchmarks.md.
 //!
 //! Attestation here is simulated: each node announces a JSON resource
 //! claim that `Declared` accepts as it is. The TPM path is tested for real
@@ -24,7 +26,7 @@ use mesh::delegate::Task;
 use mesh::node::{Config, Mesh, Transport};
 use mesh::observe::AttestationCheck;
 use mesh::record::{self, Offer};
-use mesh::{Resources, Visibility};
+use mesh::{Resources, Visibility, Watermarks};
 use sha2::{Digest, Sha256};
 use testkit::XorShift;
 
@@ -102,8 +104,17 @@ async fn main() {
         .collect();
     let n = args.first().copied().unwrap_or(1000);
     let lookups = args.get(1).copied().unwrap_or(1000);
+    let watermarks = Watermarks {
+        low: args.get(2).copied().unwrap_or(24) as u32,
+        high: args.get(3).copied().unwrap_or(32) as u32,
+        grace: Duration::from_secs(10),
+    };
     let mut rng = XorShift(0x005E_ED0F_3E5B);
-    println!("mesh simulation: {n} nodes, {lookups} lookups per phase, memory transport");
+    println!(
+        "mesh simulation: {n} nodes, {lookups} lookups per phase, memory transport, \
+         connections trimmed to {} above {}",
+        watermarks.low, watermarks.high
+    );
 
     // Start the nodes; each joins through three random earlier ones.
     let t0 = Instant::now();
@@ -121,6 +132,7 @@ async fn main() {
             // Connections nothing uses close, as on real nodes.
             idle_connection_timeout: Duration::from_secs(30),
             gossip_heartbeat: Duration::from_millis(500),
+            watermarks,
             ..Config::default()
         };
         let (mesh, h) = Mesh::spawn(Keypair::generate_ed25519(), config).unwrap();
@@ -198,6 +210,16 @@ async fn main() {
             tables.insert(all[i], meshes[i].routing_table().await.unwrap());
         }
         let table_sizes: Vec<f64> = tables.values().map(|t| t.len() as f64).collect();
+        let mut open = Vec::new();
+        for &i in &live_idx {
+            open.push(meshes[i].status().await.unwrap().connected.len() as f64);
+        }
+        open.sort_by(f64::total_cmp);
+        println!(
+            "connections per live node, {phase}: p50 {} max {}",
+            percentile(&open, 0.5),
+            percentile(&open, 1.0)
+        );
         let mut found = 0usize;
         let mut requests = Vec::new();
         let mut millis = Vec::new();

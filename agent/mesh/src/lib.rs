@@ -20,8 +20,10 @@ pub mod record;
 pub mod resources;
 pub mod score;
 pub mod signed;
+pub mod trim;
 
 pub use error::{MeshError, Rejected};
 pub use node::{Config, Mesh, Transport};
 pub use record::{Offer, ServiceRecord, Visibility};
 pub use resources::Resources;
+pub use trim::Watermarks;

@@ -38,6 +38,7 @@ use crate::record::{self, now_unix, AttestationRef, Offer, ServiceRecord};
 use crate::resources::Resources;
 use crate::score::{PeerScore, Scores};
 use crate::signed;
+use crate::trim::Watermarks;
 
 pub const KAD_PROTOCOL: &str = "/xnode/kad/1.0.0";
 pub const IDENTIFY_PROTOCOL: &str = "/xnode/id/1.0.0";
@@ -59,8 +60,11 @@ pub struct Config {
     /// Discover peers on the LAN. Off on servers: it announces the node to
     /// its whole segment.
     pub mdns: bool,
+    /// The hard limit: connections above it are refused.
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
+    /// Idle connections are closed down to `low` when more than `high` are open.
+    pub watermarks: Watermarks,
     /// Gossip accepted per signer and topic.
     pub gossip_rate: RateLimit,
     /// Tasks one peer may have running here at once.
@@ -94,6 +98,7 @@ impl Default for Config {
             mdns: false,
             max_connections: 256,
             max_connections_per_peer: 2,
+            watermarks: Watermarks::default(),
             gossip_rate: RateLimit::default(),
             max_tasks_per_peer: 4,
             executor: Arc::new(delegate::Builtin),
@@ -149,6 +154,8 @@ pub struct Status {
     pub peer_id: PeerId,
     pub listen: Vec<Multiaddr>,
     pub connected: Vec<PeerId>,
+    /// Peers in this node's gossipsub mesh (any topic): never trimmed.
+    pub gossip_mesh: Vec<PeerId>,
     pub routing_table: usize,
     pub published: Vec<ServiceRecord>,
     pub scores: BTreeMap<String, PeerScore>,
@@ -176,6 +183,10 @@ impl Mesh {
         config: Config,
     ) -> Result<(Mesh, tokio::task::JoinHandle<()>), MeshError> {
         let peer_id = key.public().to_peer_id();
+        config
+            .watermarks
+            .validate(config.max_connections)
+            .map_err(MeshError::Invalid)?;
         let swarm = build_swarm(&key, &config)?;
         let (tx, rx) = mpsc::channel(256);
         let (done_tx, done_rx) = mpsc::channel(64);
@@ -197,6 +208,7 @@ impl Mesh {
             requests: HashMap::new(),
             in_flight: BTreeMap::new(),
             serving: HashMap::new(),
+            connected_since: HashMap::new(),
             next_id: 0,
             // Peers drop a seq at or below the last they saw; starting from
             // the clock (ms) keeps a restarted node above its old count.
@@ -513,6 +525,8 @@ struct Node {
     in_flight: BTreeMap<PeerId, u32>,
     /// Tasks each peer has running here.
     serving: HashMap<PeerId, u32>,
+    /// When each connected peer's oldest open connection was established.
+    connected_since: HashMap<PeerId, Instant>,
     next_id: u64,
     metrics_seq: u64,
     attestation_seq: u64,
@@ -527,6 +541,7 @@ impl Node {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut republish = tokio::time::interval(Duration::from_secs(30));
+        let mut trim = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
@@ -543,6 +558,7 @@ impl Node {
                 }
                 _ = tick.tick() => self.expire_assignments(),
                 _ = republish.tick() => self.republish(),
+                _ = trim.tick() => self.trim_connections(),
             }
         }
     }
@@ -717,6 +733,13 @@ impl Node {
             peer_id: self.me(),
             listen: self.swarm.listeners().cloned().collect(),
             connected: self.swarm.connected_peers().copied().collect(),
+            gossip_mesh: self
+                .swarm
+                .behaviour()
+                .gossipsub
+                .all_mesh_peers()
+                .copied()
+                .collect(),
             routing_table,
             published: self.local.values().map(|(r, _, _)| r.clone()).collect(),
             scores: self
@@ -1387,8 +1410,53 @@ impl Node {
         }
     }
 
+    /// Close the oldest idle connections when above the high watermark
+    /// (see `trim`). Kept: the gossipsub mesh and peers with work in flight.
+    fn trim_connections(&mut self) {
+        let mut busy: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        busy.extend(
+            self.in_flight
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(p, _)| *p),
+        );
+        busy.extend(
+            self.serving
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(p, _)| *p),
+        );
+        busy.extend(self.describes.values().map(|o| o.1));
+        let close = self.config.watermarks.select(
+            &self.connected_since,
+            |p| busy.contains(p),
+            Instant::now(),
+        );
+        for peer in close {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.connected_since
+                    .entry(peer_id)
+                    .or_insert_with(Instant::now);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connected_since.remove(&peer_id);
+            }
             SwarmEvent::NewListenAddr {
                 listener_id,
                 address,

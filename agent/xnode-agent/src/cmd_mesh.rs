@@ -291,8 +291,9 @@ fn print_status(v: &serde_json::Value) -> anyhow::Result<()> {
         println!("listening     {}", a.as_str().unwrap_or("?"));
     }
     println!(
-        "connected     {} peers",
-        field("connected").as_array().map_or(0, Vec::len)
+        "connected     {} peers ({} in the gossip mesh)",
+        field("connected").as_array().map_or(0, Vec::len),
+        field("gossip_mesh").as_array().map_or(0, Vec::len)
     );
     println!("routing table {} peers", field("routing_table"));
     for r in field("published").as_array().into_iter().flatten() {

@@ -1,0 +1,113 @@
+//! Connection trimming on real swarms (memory transport): a hub that 16
+//! peers join closes its idle connections down to the low watermark, keeps
+//! its gossipsub mesh, keeps the trimmed peers in its routing table, and
+//! still reaches a trimmed peer's record (the lookup dials it again).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{eventually, start};
+use libp2p::identity::Keypair;
+use mesh::node::{Config, Transport};
+use mesh::{Offer, Resources, Visibility, Watermarks};
+
+const SPOKES: usize = 16;
+
+fn config() -> Config {
+    Config {
+        transport: Transport::Memory,
+        gossip_heartbeat: Duration::from_millis(200),
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_node_trims_idle_connections_and_still_reaches_everyone() {
+    let marks = Watermarks {
+        low: 2,
+        high: 4,
+        grace: Duration::from_secs(1),
+    };
+    let (hub, _hh, hub_addr) = start(
+        Keypair::generate_ed25519(),
+        Config {
+            watermarks: marks,
+            ..config()
+        },
+    )
+    .await;
+    let mut spokes = Vec::new();
+    for _ in 0..SPOKES {
+        let mut c = config();
+        c.bootstrap = vec![hub_addr.clone()];
+        let (m, h, _) = start(Keypair::generate_ed25519(), c).await;
+        spokes.push((m, h));
+    }
+    eventually(30, "the hub knows every spoke", || async {
+        (hub.status().await.unwrap().routing_table >= SPOKES).then_some(())
+    })
+    .await;
+
+    // Trimmed: no more than the low watermark beyond the gossip mesh, and
+    // fewer than the peers that joined.
+    let status = eventually(60, "the hub trims to its low watermark", || async {
+        let s = hub.status().await.unwrap();
+        let mesh: HashSet<_> = s.gossip_mesh.iter().collect();
+        let unprotected = s.connected.iter().filter(|p| !mesh.contains(p)).count();
+        (unprotected <= marks.low as usize && s.connected.len() < SPOKES).then_some(s)
+    })
+    .await;
+    let connected: HashSet<_> = status.connected.iter().copied().collect();
+    assert!(
+        status.gossip_mesh.iter().all(|p| connected.contains(p)),
+        "the gossip mesh is never trimmed: {status:?}"
+    );
+    assert!(
+        status.routing_table >= SPOKES,
+        "trimmed peers stay in the routing table: {status:?}"
+    );
+
+    // A trimmed spoke publishes; the hub's lookup reaches it again.
+    let (trimmed, _) = spokes
+        .iter()
+        .find(|(m, _)| !connected.contains(&m.peer_id()))
+        .expect("a spoke the hub disconnected");
+    trimmed
+        .publish(Offer {
+            service: "after-trim".into(),
+            version: "1".into(),
+            endpoints: vec!["/ip4/192.0.2.7/tcp/80".parse().unwrap()],
+            visibility: Visibility::Public,
+            needs: Resources::default(),
+            ttl_secs: 600,
+        })
+        .await
+        .unwrap();
+    let found = eventually(30, "the hub finds the trimmed spoke's record", || async {
+        let r = hub.find("after-trim").await.unwrap();
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(found[0].provider, trimmed.peer_id());
+}
+
+#[tokio::test]
+async fn watermarks_above_the_connection_limit_are_refused() {
+    let c = Config {
+        max_connections: 16,
+        watermarks: Watermarks {
+            low: 8,
+            high: 32,
+            grace: Duration::from_secs(1),
+        },
+        ..config()
+    };
+    let err = mesh::Mesh::spawn(Keypair::generate_ed25519(), c).unwrap_err();
+    assert!(
+        err.to_string().contains("above the connection limit"),
+        "{err}"
+    );
+}
