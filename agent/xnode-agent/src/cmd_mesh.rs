@@ -78,6 +78,14 @@ pub struct RunArgs {
     /// Gossip metrics this often instead of the manifest's interval.
     #[arg(long)]
     metrics_interval: Option<u64>,
+    /// The installed first-boot configuration: its mesh bootstrap peers are
+    /// joined too. Ignored when absent.
+    #[arg(
+        long,
+        env = "XNODE_NODE_CONFIG",
+        default_value = "/var/lib/xnode/firstboot.json"
+    )]
+    node_config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -508,6 +516,21 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut bootstrap = parse_addrs("settings.bootstrap", &s.bootstrap)?;
     bootstrap.extend(args.bootstrap.iter().cloned());
+    if let Some(c) = crate::node_config::load(&args.node_config)? {
+        let from_first_boot = parse_addrs("bootstrap.mesh", &c.bootstrap.mesh)?;
+        if !from_first_boot.is_empty() {
+            eprintln!(
+                "xnode-mesh: {} bootstrap peer(s) from {}",
+                from_first_boot.len(),
+                args.node_config.display()
+            );
+        }
+        for addr in from_first_boot {
+            if !bootstrap.contains(&addr) {
+                bootstrap.push(addr);
+            }
+        }
+    }
     let policy = attestation_policy(&s)?;
     let config = Config {
         transport: Transport::Network,

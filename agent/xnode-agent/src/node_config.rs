@@ -2,7 +2,8 @@
 //! hands a new node on its boot medium or in cloud user data — the owner's
 //! API keys, the node's role and its bootstrap peers. Parsed and checked
 //! here, installed by `xnode-agent firstboot install`, and read again by
-//! `service init`, which adds the bootstrap peers to the service's own.
+//! `service init`, which adds the bootstrap peers to the service's own, and
+//! by `mesh run`, which joins through the mesh peers.
 
 use std::path::Path;
 

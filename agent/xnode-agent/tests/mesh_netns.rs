@@ -1,6 +1,7 @@
 //! Three `xnode-agent mesh run` processes, each in its own network
 //! namespace, joined by veth links to a bridge: real TCP and QUIC through
-//! the kernel. Node 2 joins over TCP, node 3 over QUIC and listens on QUIC
+//! the kernel. Node 2 joins over TCP, node 3 over QUIC (through the peer its
+//! first-boot file names) and listens on QUIC
 //! only; a service node 3 publishes is found from node 2, and every node
 //! hears the others' gossiped metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -105,6 +106,9 @@ fn three_namespaces_discover_and_gossip_over_tcp_and_quic() {
             .public()
             .to_peer_id()
             .to_string();
+        // Each node's own first-boot file (absent unless written below),
+        // never the host's.
+        let node_config = dir.path().join(format!("n{i}.firstboot.json"));
         let api = dir.path().join(format!("n{i}.sock"));
         let log = dir.path().join(format!("n{i}.log"));
         let mut cmd = Command::new("ip");
@@ -118,7 +122,9 @@ fn three_namespaces_discover_and_gossip_over_tcp_and_quic() {
         .arg("--key")
         .arg(&key)
         .arg("--api")
-        .arg(&api);
+        .arg(&api)
+        .arg("--node-config")
+        .arg(&node_config);
         for l in listen {
             cmd.args(["--listen", l]);
         }
@@ -155,10 +161,23 @@ fn three_namespaces_discover_and_gossip_over_tcp_and_quic() {
         &["/ip4/10.77.0.2/tcp/4100".into()],
         Some(format!("/ip4/10.77.0.1/tcp/4100/p2p/{}", n1.peer)),
     );
-    let n3 = start(
-        3,
-        &["/ip4/10.77.0.3/udp/4100/quic-v1".into()],
-        Some(format!("/ip4/10.77.0.1/udp/4100/quic-v1/p2p/{}", n1.peer)),
+    // Node 3 joins through the bootstrap peer its first-boot configuration
+    // names, as an operator's xnode.json would.
+    std::fs::write(
+        dir.path().join("n3.firstboot.json"),
+        serde_json::json!({
+            "schema": "xnode.firstboot/v1",
+            "role": "full",
+            "bootstrap": {"mesh": [format!("/ip4/10.77.0.1/udp/4100/quic-v1/p2p/{}", n1.peer)]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let n3 = start(3, &["/ip4/10.77.0.3/udp/4100/quic-v1".into()], None);
+    let log3 = std::fs::read_to_string(&n3.log).unwrap();
+    assert!(
+        log3.contains("1 bootstrap peer(s) from"),
+        "node 3 did not read its first-boot file: {log3}"
     );
     let all = [&n1, &n2, &n3];
 
