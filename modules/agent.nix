@@ -22,6 +22,7 @@ let
   runFlags = {
     manifest = cfg.manifestPath;
     socket = cfg.api.socket;
+    socket-group = cfg.api.group;
     state-dir = cfg.stateDir;
     tcti = cfg.tcti;
   }
@@ -135,6 +136,11 @@ in
         default = "/run/xnode/agent.sock";
         description = "The local API's Unix socket (`xnode-agent status` reads it).";
       };
+      group = mkOption {
+        type = types.str;
+        default = "xnode-api";
+        description = "The group that may use the local API socket (it only reads: status, inventory, attestation, metrics); the mesh joins it to gossip the services' metrics.";
+      };
       tcp = mkOption {
         type = types.nullOr types.str;
         default = null;
@@ -205,6 +211,9 @@ in
     environment.etc."xnode/manifest.json".source = manifestFile;
     environment.systemPackages = [ cfg.package ];
 
+    # Who may use the local API socket besides root.
+    users.groups.${cfg.api.group} = { };
+
     # tss owns /dev/tpmrm0 (nixpkgs' udev rules).
     security.tpm2.enable = lib.mkDefault true;
 
@@ -247,6 +256,9 @@ in
         # RuntimeDirectory is removed when it exits, socket and all).
         RuntimeDirectory = "xnode";
         RuntimeDirectoryMode = "0755";
+        # Without CAP_CHOWN the agent may give its socket only a group it
+        # is in.
+        SupplementaryGroups = [ cfg.api.group ];
         WatchdogSec = "30s";
         ExecStart = "${agentBin} run ${lib.escapeShellArgs toFlags}";
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";

@@ -88,21 +88,15 @@ in
       default = 30;
       description = "Seconds between gossips of this node's load and service metrics (and re-announcements of its attestation).";
     };
-    # NOTE: the agent makes its socket 0660 root:root (api.rs serve_unix),
-    # which the mesh's DynamicUser cannot open: until the agent grants the
-    # mesh access, the mesh gossips the node's load only and logs the
-    # refusal every metricsInterval.
     agentSocket = mkOption {
       type = types.nullOr types.str;
-      # The agent's socket is 0660 root:root and the mesh runs as a
-      # DynamicUser, so it cannot connect by default: set this only where
-      # the mesh is given access to the socket.
-      default = null;
-      example = "/run/xnode/agent.sock";
+      # The agent makes its socket 0660 with group `api.group`, which the
+      # mesh's DynamicUser joins (SupplementaryGroups below).
+      default = agent.api.socket;
+      defaultText = lib.literalExpression "config.services.xnode.agent.api.socket";
       description = ''
         The agent's API socket, read for the metrics of the node's services
-        that the mesh gossips; null gossips the node's load only. The mesh
-        runs as a DynamicUser: it must be allowed to connect to the socket.
+        that the mesh gossips; null gossips the node's load only.
       '';
     };
     announceAttestation = mkOption {
@@ -178,6 +172,8 @@ in
         LoadCredential = "node-key:${agent.stateDir}/node.key";
         ExecStart = "${agent.package}/bin/xnode-agent mesh run --manifest ${agent.manifestPath} --key %d/node-key";
         StateDirectory = "xnode-mesh";
+        # Read access to the agent's API socket (see agentSocket).
+        SupplementaryGroups = [ agent.api.group ];
         # The API socket, /run/xnode-mesh/api.sock (the mesh makes it 0660:
         # root's `xnode-agent mesh …` commands reach it).
         RuntimeDirectory = "xnode-mesh";

@@ -153,6 +153,17 @@ pkgs.testers.runNixOSTest {
         assert status == 3, f"find of an unpublished name exited {status}: {out}"
         assert ENDPOINT not in out, f"an unpublished name resolved to {ENDPOINT}: {out}"
 
+    with subtest("the mesh reads the agent's socket and gossips its services' metrics"):
+        # The mesh's dynamic user is in the agent socket's group: the seeker
+        # hears the publisher's own `mesh` service, as its agent reports it.
+        seeker.wait_until_succeeds(
+            "xnode-agent mesh services --json | jq -e --arg id "
+            + PUBLISHER_ID
+            + " '.[] | select(.service == \"mesh\") | .nodes[] | select(.node == $id)'",
+            timeout=120,
+        )
+        publisher.fail("journalctl -u xnode-mesh --no-pager | grep 'metrics from the agent'")
+
     with subtest("the agent reports the mesh healthy on both nodes"):
         for machine in [publisher, seeker]:
             machine.wait_until_succeeds(

@@ -182,9 +182,32 @@ async fn metrics(State(st): State<ApiState>) -> Response {
         .into_response()
 }
 
-/// Serve on a Unix socket at `path` (mode 0660; a stale socket from an
-/// earlier run is replaced, a live one is an error).
-pub async fn serve_unix(path: &Path, app: Router) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// A group named in /etc/group, or a number: the group given access to a
+/// socket.
+pub fn resolve_group(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let table = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+    table
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == group)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .with_context(|| format!("no group named '{group}' in /etc/group"))
+}
+
+/// Serve on a Unix socket at `path` (mode 0660, owned by `group` when one
+/// is given; a stale socket from an earlier run is replaced, a live one is
+/// an error).
+pub async fn serve_unix(
+    path: &Path,
+    app: Router,
+    group: Option<u32>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -210,6 +233,10 @@ pub async fn serve_unix(path: &Path, app: Router) -> anyhow::Result<tokio::task:
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .with_context(|| format!("chmod {}", path.display()))?;
+    }
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("giving group {gid} {}", path.display()))?;
     }
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -280,7 +307,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("run/agent.sock");
         let (st, tx) = state(dir.path());
-        serve_unix(&sock, router(st.clone())).await.unwrap();
+        serve_unix(&sock, router(st.clone()), None).await.unwrap();
         let client = ApiTarget {
             socket: sock.clone(),
             tcp: None,
@@ -324,9 +351,38 @@ mod tests {
         assert_eq!(code, 404);
 
         // A second agent on the same socket is refused; the first still serves.
-        let e = serve_unix(&sock, router(st)).await.unwrap_err().to_string();
+        let e = serve_unix(&sock, router(st), None)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already running"), "{e}");
         assert_eq!(client.get("/v1/status").await.unwrap().0, 200);
+    }
+
+    #[test]
+    fn groups_resolve_by_name_or_number() {
+        assert_eq!(resolve_group("root").unwrap(), 0);
+        assert_eq!(resolve_group("4242").unwrap(), 4242);
+        let e = resolve_group("no-such-group-here").unwrap_err().to_string();
+        assert!(e.contains("no group named 'no-such-group-here'"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_socket_group_can_use_the_socket() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        // Root may give the socket any group; others only their own.
+        let gid = if rustix::process::geteuid().is_root() {
+            65534
+        } else {
+            std::fs::metadata(dir.path()).unwrap().gid()
+        };
+        let (st, _tx) = state(dir.path());
+        serve_unix(&sock, router(st), Some(gid)).await.unwrap();
+        let meta = std::fs::metadata(&sock).unwrap();
+        assert_eq!(meta.gid(), gid);
+        assert_eq!(meta.mode() & 0o777, 0o660);
     }
 
     #[tokio::test]

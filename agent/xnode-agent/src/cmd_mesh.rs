@@ -554,7 +554,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("xnode-mesh: listening on {bound}/p2p/{}", mesh.peer_id());
     }
     let app = router(mesh.clone());
-    let _api = crate::api::serve_unix(&args.api, app).await?;
+    let _api = crate::api::serve_unix(&args.api, app, None).await?;
     eprintln!(
         "xnode-mesh: API on {}; PeerId {}",
         args.api.display(),

@@ -40,6 +40,10 @@ pub struct RunArgs {
         default_value = "/run/xnode/agent.sock"
     )]
     socket: PathBuf,
+    /// Let this group (a name in /etc/group, or a number) use the socket:
+    /// the API there only reads (status, inventory, attestation, metrics).
+    #[arg(long)]
+    socket_group: Option<String>,
     /// Also serve the API on TCP at this address; every request must then be signed by a key in --api-authorized-keys.
     #[arg(long, requires = "api_authorized_keys")]
     api_tcp: Option<std::net::SocketAddr>,
@@ -80,6 +84,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     // A manifest that is wrong at start is an error: nothing is started.
     let (manifest, bytes) = load_manifest(&args.manifest.path).map_err(anyhow::Error::msg)?;
+    let socket_group = args
+        .socket_group
+        .as_deref()
+        .map(api::resolve_group)
+        .transpose()
+        .context("--socket-group")?;
     let sd = Systemd::connect(args.bus.as_deref()).await?;
     let (supervisor, status) =
         Supervisor::new(sd, manifest, args.manifest.path.display().to_string());
@@ -91,7 +101,7 @@ async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         started_at: crate::now_unix() as f64,
     };
     let app = api::router(state);
-    api::serve_unix(&args.socket, app.clone()).await?;
+    api::serve_unix(&args.socket, app.clone(), socket_group).await?;
     eprintln!("xnode-agent: API on {}", args.socket.display());
     if let (Some(addr), Some(keys)) = (args.api_tcp, &args.api_authorized_keys) {
         let auth = crate::api_auth::Authorizer::from_file(keys)?;
