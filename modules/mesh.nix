@@ -52,6 +52,8 @@ let
     attestation_max_age_secs = cfg.attestation.maxAgeSecs;
     metrics_interval_secs = cfg.metricsInterval;
     agent_socket = cfg.agentSocket;
+    # The agent's health check reads the mesh's API socket through this group.
+    api_group = agent.api.group;
     attestation = if cfg.announceAttestation then attestationCopy else null;
   };
 
@@ -66,7 +68,7 @@ in
     listen = mkOption {
       type = types.strMatching "/ip4/[0-9.]+/tcp/[0-9]+";
       default = "/ip4/0.0.0.0/tcp/4100";
-      description = "The mesh's TCP listener (QUIC takes the same port on UDP); the agent's health check connects here.";
+      description = "The mesh's TCP listener (QUIC takes the same port on UDP).";
     };
     bootstrap = mkOption {
       type = types.listOf types.str;

@@ -49,6 +49,14 @@ pub enum KindMetrics {
         /// Objects in the repository (repo stat NumObjects).
         objects: u64,
     },
+    Mesh {
+        /// Connected peers.
+        peers: u64,
+        /// Peers in its gossipsub mesh.
+        gossip_mesh: u64,
+        /// Peers in its Kademlia routing table.
+        routing_table: u64,
+    },
 }
 
 /// The verdict of a kind's own check, before its latency is measured.
@@ -99,6 +107,7 @@ pub enum Checker {
     },
     Cometbft(Box<crate::cometbft::Health>),
     Kubo(Box<crate::kubo::Health>),
+    Mesh(Box<crate::mesh::Health>),
 }
 
 /// The check a service declares, with its timing.
@@ -158,13 +167,10 @@ impl Schedule {
                         .map_err(|p| settings_error(&s.name, p))?;
                     Checker::Kubo(Box::new(crate::kubo::Health::new(&settings, timeout)))
                 }
-                // The mesh answers on its listen port; its peer count
-                // arrives with the mesh itself.
-                Kind::Mesh => Checker::Tcp {
-                    address: mesh_probe_address(&s.settings).ok_or_else(|| {
-                        format!("{}: settings.listen is not /ip4/A/tcp/P", s.name)
-                    })?,
-                },
+                Kind::Mesh => Checker::Mesh(Box::new(
+                    crate::mesh::Health::new(&s.settings)
+                        .map_err(|e| format!("{}: {e}", s.name))?,
+                )),
                 Kind::Generic => return Ok(None),
             },
         };
@@ -198,26 +204,6 @@ fn settings_error(name: &str, problems: Vec<(String, String)>) -> String {
         .map(|(f, m)| format!("settings.{f}: {m}"))
         .collect();
     format!("{name}: {}", list.join("; "))
-}
-
-/// `/ip4/0.0.0.0/tcp/4100` → `127.0.0.1:4100` (a wildcard listener answers
-/// on loopback).
-fn mesh_probe_address(settings: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
-    let listen = settings.get("listen")?.as_str()?;
-    let parts: Vec<&str> = listen.split('/').collect();
-    match parts.as_slice() {
-        ["", "ip4", ip, "tcp", port] => {
-            let ip: std::net::Ipv4Addr = ip.parse().ok()?;
-            let port: u16 = port.parse().ok()?;
-            let ip = if ip.is_unspecified() {
-                std::net::Ipv4Addr::LOCALHOST
-            } else {
-                ip
-            };
-            Some(format!("{ip}:{port}"))
-        }
-        _ => None,
-    }
 }
 
 impl Checker {
@@ -256,6 +242,7 @@ impl Checker {
             Checker::Exec { command } => run_exec(command).await,
             Checker::Cometbft(h) => h.check().await,
             Checker::Kubo(h) => h.check().await,
+            Checker::Mesh(h) => h.check().await,
         }
     }
 }
@@ -460,17 +447,6 @@ mod tests {
             !o.healthy && o.detail.starts_with("cannot run /nonexistent/probe"),
             "{o:?}"
         );
-    }
-
-    #[test]
-    fn mesh_listens_on_loopback_when_wildcard() {
-        let m = serde_json::json!({"listen": "/ip4/0.0.0.0/tcp/4100"});
-        assert_eq!(
-            mesh_probe_address(m.as_object().unwrap()).as_deref(),
-            Some("127.0.0.1:4100")
-        );
-        let m = serde_json::json!({"listen": "/dns/x/tcp/1"});
-        assert_eq!(mesh_probe_address(m.as_object().unwrap()), None);
     }
 
     #[test]

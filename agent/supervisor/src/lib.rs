@@ -1,6 +1,6 @@
 //! Service supervision for an Xnode: the service manifest that the NixOS
 //! modules render (docs/manifest.md), systemd over D-Bus, health checks (the
-//! manifest's http/tcp/exec and the kinds' own: CometBFT, kubo), and the
+//! manifest's http/tcp/exec and the kinds' own: CometBFT, kubo, the mesh), and the
 //! reconcile loop that ties them together.
 
 pub mod cometbft;
@@ -8,6 +8,7 @@ pub mod health;
 mod http_probe;
 pub mod kubo;
 pub mod manifest;
+pub mod mesh;
 pub mod policy;
 pub mod reconcile;
 pub mod status;

@@ -345,7 +345,8 @@ fn kind_settings_problems(s: &Service) -> Vec<(String, String)> {
     let result = match s.kind {
         Kind::Cometbft => crate::cometbft::Settings::parse(&s.settings).map(drop),
         Kind::Kubo => crate::kubo::Settings::parse(&s.settings).map(drop),
-        Kind::Mesh | Kind::Generic => Ok(()),
+        Kind::Mesh => crate::mesh::Settings::parse(&s.settings).map(drop),
+        Kind::Generic => Ok(()),
     };
     result.err().unwrap_or_default()
 }

@@ -109,6 +109,9 @@ impl Status {
         let kubo_peers = Family::<ServiceLabels, Gauge>::default();
         let repo_size = Family::<ServiceLabels, Gauge>::default();
         let repo_max = Family::<ServiceLabels, Gauge>::default();
+        let mesh_peers = Family::<ServiceLabels, Gauge>::default();
+        let mesh_gossip = Family::<ServiceLabels, Gauge>::default();
+        let mesh_table = Family::<ServiceLabels, Gauge>::default();
         for s in &self.services {
             let l = ServiceLabels {
                 service: s.name.clone(),
@@ -152,6 +155,17 @@ impl Status {
                         .get_or_create(&l)
                         .set(gauge_value(*storage_max_bytes));
                 }
+                KindMetrics::Mesh {
+                    peers,
+                    gossip_mesh,
+                    routing_table,
+                } => {
+                    mesh_peers.get_or_create(&l).set(gauge_value(*peers));
+                    mesh_gossip.get_or_create(&l).set(gauge_value(*gossip_mesh));
+                    mesh_table
+                        .get_or_create(&l)
+                        .set(gauge_value(*routing_table));
+                }
                 KindMetrics::None => {}
             }
         }
@@ -194,6 +208,17 @@ impl Status {
             "kubo_repo_storage_max_bytes",
             "IPFS repository storage limit",
             repo_max,
+        );
+        registry.register("mesh_peers", "Connected mesh peers", mesh_peers);
+        registry.register(
+            "mesh_gossip_peers",
+            "Mesh peers in the gossipsub mesh",
+            mesh_gossip,
+        );
+        registry.register(
+            "mesh_routing_table_peers",
+            "Peers in the mesh's Kademlia routing table",
+            mesh_table,
         );
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -263,6 +288,15 @@ mod tests {
                         objects: 9,
                     },
                 ),
+                service(
+                    "mesh",
+                    Some(true),
+                    KindMetrics::Mesh {
+                        peers: 5,
+                        gossip_mesh: 4,
+                        routing_table: 12,
+                    },
+                ),
             ],
             ..Status::default()
         };
@@ -277,11 +311,14 @@ mod tests {
             r#"xnode_cometbft_peers{service="cometbft",unit="cometbft.service"} 3"#,
             r#"xnode_kubo_peers{service="ipfs",unit="ipfs.service"} 7"#,
             r#"xnode_kubo_repo_size_bytes{service="ipfs",unit="ipfs.service"} 1000"#,
+            r#"xnode_mesh_peers{service="mesh",unit="mesh.service"} 5"#,
+            r#"xnode_mesh_gossip_peers{service="mesh",unit="mesh.service"} 4"#,
+            r#"xnode_mesh_routing_table_peers{service="mesh",unit="mesh.service"} 12"#,
             "# TYPE xnode_service_restarts counter",
             "# EOF",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
-        assert_eq!(status.summary(), "2 service(s): 1 healthy");
+        assert_eq!(status.summary(), "3 service(s): 2 healthy");
     }
 }

@@ -26,7 +26,7 @@ use supervisor::manifest::Kind;
 
 use crate::cmd_run::{load_manifest, ManifestArg};
 
-const DEFAULT_API: &str = "/run/xnode-mesh/api.sock";
+const DEFAULT_API: &str = supervisor::mesh::DEFAULT_API;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum MeshCommand {
@@ -72,9 +72,9 @@ pub struct RunArgs {
     /// Run without a manifest: the mesh settings come from the flags alone.
     #[arg(long)]
     no_manifest: bool,
-    /// The mesh API socket to serve.
-    #[arg(long, env = "XNODE_MESH_API", default_value = DEFAULT_API)]
-    api: PathBuf,
+    /// The mesh API socket to serve [default: settings.api, else /run/xnode-mesh/api.sock].
+    #[arg(long, env = "XNODE_MESH_API")]
+    api: Option<PathBuf>,
     /// Gossip metrics this often instead of the manifest's interval.
     #[arg(long)]
     metrics_interval: Option<u64>,
@@ -159,43 +159,7 @@ pub struct DelegateArgs {
 }
 
 /// The mesh entry's `settings` in the manifest (modules/mesh.nix).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MeshSettings {
-    /// TCP listen multiaddr; QUIC takes the same port on UDP.
-    #[serde(default)]
-    pub listen: Option<String>,
-    #[serde(default)]
-    pub bootstrap: Vec<String>,
-    #[serde(default)]
-    pub mdns: bool,
-    /// PEM bundle of the EK CAs whose TPMs count as attested.
-    #[serde(default)]
-    pub ek_ca_bundle: Option<PathBuf>,
-    /// The verifier's activation registry (`xnode-agent credential accept`).
-    #[serde(default)]
-    pub activations: Option<PathBuf>,
-    /// This node's latest attestation envelope, announced on the mesh.
-    #[serde(default)]
-    pub attestation: Option<PathBuf>,
-    /// Attestations older than this do not count.
-    #[serde(default = "default_max_age")]
-    pub attestation_max_age_secs: u64,
-    /// How often to gossip metrics (and re-announce the attestation).
-    #[serde(default = "default_interval")]
-    pub metrics_interval_secs: u64,
-    /// The agent's API, read for the metrics of the node's services.
-    #[serde(default)]
-    pub agent_socket: Option<PathBuf>,
-}
-
-fn default_max_age() -> u64 {
-    2 * 3600
-}
-
-fn default_interval() -> u64 {
-    30
-}
+pub type MeshSettings = supervisor::mesh::Settings;
 
 pub fn run(command: MeshCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -414,11 +378,7 @@ async fn request(
 /// The mesh settings: the manifest's mesh entry, then the flags.
 fn settings(args: &RunArgs) -> anyhow::Result<MeshSettings> {
     if args.no_manifest {
-        return Ok(MeshSettings {
-            attestation_max_age_secs: default_max_age(),
-            metrics_interval_secs: default_interval(),
-            ..MeshSettings::default()
-        });
+        return Ok(MeshSettings::default());
     }
     let (manifest, _) = load_manifest(&args.manifest.path).map_err(|e| anyhow::anyhow!(e))?;
     let entry = manifest
@@ -431,7 +391,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<MeshSettings> {
                 args.manifest.path.display()
             )
         })?;
-    supervisor::manifest::settings_from_map::<MeshSettings>(&entry.settings).map_err(|problems| {
+    MeshSettings::parse(&entry.settings).map_err(|problems| {
         let list: Vec<String> = problems
             .iter()
             .map(|(p, e)| format!("settings.{p}: {e}"))
@@ -506,6 +466,17 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         s.metrics_interval_secs = secs;
     }
     let key = mesh::key::load_seed_file(&args.key)?;
+    let api = args
+        .api
+        .clone()
+        .or_else(|| s.api.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_API));
+    let api_group = s
+        .api_group
+        .as_deref()
+        .map(crate::api::resolve_group)
+        .transpose()
+        .context("settings.api_group")?;
     let mut listen = args.listen.clone();
     if listen.is_empty() {
         let tcp = s.listen.as_deref().unwrap_or("/ip4/0.0.0.0/tcp/4100");
@@ -554,10 +525,10 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("xnode-mesh: listening on {bound}/p2p/{}", mesh.peer_id());
     }
     let app = router(mesh.clone());
-    let _api = crate::api::serve_unix(&args.api, app, None).await?;
+    let _api = crate::api::serve_unix(&api, app, api_group).await?;
     eprintln!(
         "xnode-mesh: API on {}; PeerId {}",
-        args.api.display(),
+        api.display(),
         mesh.peer_id()
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -572,7 +543,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!("xnode-mesh: stopping");
-    let _ = std::fs::remove_file(&args.api);
+    let _ = std::fs::remove_file(&api);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -769,13 +740,5 @@ mod tests {
             (1000, Some(12), 3)
         );
         assert_eq!((m[1].uptime_secs, m[1].response_ms), (0, None));
-    }
-
-    #[test]
-    fn unknown_settings_are_named() {
-        let map = serde_json::json!({"listen": "/ip4/0.0.0.0/tcp/1", "lisen": 1});
-        let err = supervisor::manifest::settings_from_map::<MeshSettings>(map.as_object().unwrap())
-            .unwrap_err();
-        assert!(err[0].1.contains("lisen"), "{err:?}");
     }
 }

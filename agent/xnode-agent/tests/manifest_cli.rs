@@ -32,6 +32,7 @@ fn broken_manifest_names_each_field_and_exits_1() {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(GOLDEN).unwrap()).unwrap();
     v["services"][0]["depends_on"] = serde_json::json!(["ipfs", "ghost"]);
     v["services"][3]["unit"] = "node-exporter".into();
+    v["services"][2]["settings"]["bootstrap"] = serde_json::json!(["/ip4/192.0.2.1/tcp/4100"]);
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.json");
     std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
@@ -48,7 +49,14 @@ fn broken_manifest_names_each_field_and_exits_1() {
         .iter()
         .map(|p| p["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, ["services[3].unit", "services[0].depends_on[1]"]);
+    assert_eq!(
+        paths,
+        [
+            "services[2].settings.bootstrap[0]",
+            "services[3].unit",
+            "services[0].depends_on[1]"
+        ]
+    );
 }
 
 #[test]

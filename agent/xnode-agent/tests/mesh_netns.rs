@@ -2,8 +2,9 @@
 //! namespace, joined by veth links to a bridge: real TCP and QUIC through
 //! the kernel. Node 2 joins over TCP, node 3 over QUIC (through the peer its
 //! first-boot file names) and listens on QUIC
-//! only; a service node 3 publishes is found from node 2, and every node
-//! hears the others' gossiped metrics.
+//! only; a service node 3 publishes is found from node 2, every node
+//! hears the others' gossiped metrics, and the agent's health check for the
+//! mesh reads node 1's peers from its API.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -227,6 +228,32 @@ fn three_namespaces_discover_and_gossip_over_tcp_and_quic() {
             },
         );
     }
+
+    // The agent's own health check for a mesh service, against node 1's
+    // API: healthy, with node 1's two peers.
+    let service: supervisor::manifest::Service = serde_json::from_value(serde_json::json!({
+        "name": "mesh",
+        "unit": "xnode-mesh.service",
+        "kind": "mesh",
+        "settings": {"api": n1.api},
+    }))
+    .unwrap();
+    let mut check = supervisor::health::Schedule::for_service(&service)
+        .unwrap()
+        .expect("the mesh kind has its own check");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = rt.block_on(check.run());
+    assert!(seen.healthy, "{seen:?}");
+    assert!(
+        matches!(
+            seen.metrics,
+            supervisor::health::KindMetrics::Mesh { peers, routing_table, .. } if peers >= 2 && routing_table >= 2
+        ),
+        "{seen:?}"
+    );
 
     // Bad input to the API is refused with the reason; the node goes on.
     let (ok, out) = mesh_cli(
