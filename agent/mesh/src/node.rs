@@ -75,6 +75,8 @@ pub struct Config {
     /// This node's own attested resources, checked against a task's needs.
     pub own_resources: Option<Resources>,
     pub kad_query_timeout: Duration,
+    /// How often Kademlia refreshes the routing table (libp2p's bootstrap).
+    pub kad_refresh_interval: Duration,
     pub gossip_heartbeat: Duration,
     pub idle_connection_timeout: Duration,
 }
@@ -105,6 +107,7 @@ impl Default for Config {
             attestation_check: None,
             own_resources: None,
             kad_query_timeout: Duration::from_secs(30),
+            kad_refresh_interval: Duration::from_secs(300),
             gossip_heartbeat: Duration::from_millis(700),
             idle_connection_timeout: Duration::from_secs(120),
         }
@@ -392,6 +395,7 @@ fn make_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, MeshError
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config
         .set_query_timeout(config.kad_query_timeout)
+        .set_periodic_bootstrap_interval(Some(config.kad_refresh_interval))
         // Every record is checked before it is stored (see `inbound_kad`).
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_max_packet_size(32 * 1024);
