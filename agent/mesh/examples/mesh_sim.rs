@@ -196,7 +196,24 @@ async fn main() {
             .unwrap();
         keys.push(record::record_key(&service, &meshes[i].peer_id()));
     }
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Until every put and provide has finished and none is left to retry.
+    let placed_at = Instant::now();
+    loop {
+        let statuses = join_all(providers.iter().map(|&i| meshes[i].status())).await;
+        let (placing, unplaced) = statuses.iter().fold((0, 0), |(p, u), s| {
+            let s = s.as_ref().unwrap();
+            (p + s.placing.len(), u + s.unplaced.len())
+        });
+        if placing + unplaced == 0 || placed_at.elapsed() > Duration::from_secs(600) {
+            println!(
+                "records: {} published; {placing} still being put and {unplaced} not taken by the DHT after {:.1} s",
+                providers.len(),
+                placed_at.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     let mut live: HashSet<PeerId> = meshes.iter().map(Mesh::peer_id).collect();
     let all: Vec<PeerId> = meshes.iter().map(Mesh::peer_id).collect();

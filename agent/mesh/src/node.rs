@@ -2,7 +2,7 @@
 //! hold a [`Mesh`] handle and talk to the loop over a channel, so nothing
 //! outside the loop touches the swarm.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,6 +160,10 @@ pub struct Status {
     /// Peers in this node's gossipsub mesh (any topic): never trimmed.
     pub gossip_mesh: Vec<PeerId>,
     pub routing_table: usize,
+    /// Own public records being put into the DHT now.
+    pub placing: Vec<String>,
+    /// Own public records the DHT has not taken yet (retried every 30 s).
+    pub unplaced: Vec<String>,
     pub published: Vec<ServiceRecord>,
     pub scores: BTreeMap<String, PeerScore>,
 }
@@ -212,6 +216,7 @@ impl Mesh {
             in_flight: BTreeMap::new(),
             serving: HashMap::new(),
             connected_since: HashMap::new(),
+            unplaced: BTreeSet::new(),
             next_id: 0,
             // Peers drop a seq at or below the last they saw; starting from
             // the clock (ms) keeps a restarted node above its old count.
@@ -488,6 +493,8 @@ struct Lookup {
 enum QueryFor {
     Providers(u64),
     Record(u64, PeerId),
+    /// Placing this node's own record of a service (put or provide).
+    Place(String),
 }
 
 struct Delegation {
@@ -531,6 +538,8 @@ struct Node {
     serving: HashMap<PeerId, u32>,
     /// When each connected peer's oldest open connection was established.
     connected_since: HashMap<PeerId, Instant>,
+    /// Own public records whose last put or provide failed.
+    unplaced: BTreeSet<String>,
     next_id: u64,
     metrics_seq: u64,
     attestation_seq: u64,
@@ -641,6 +650,7 @@ impl Node {
             }
             Command::Unpublish(service, reply) => {
                 let had = self.local.remove(&service).is_some();
+                self.unplaced.remove(&service);
                 if had {
                     let me = self.me();
                     let kad = &mut self.swarm.behaviour_mut().kad;
@@ -745,6 +755,17 @@ impl Node {
                 .copied()
                 .collect(),
             routing_table,
+            placing: self
+                .queries
+                .values()
+                .filter_map(|q| match q {
+                    QueryFor::Place(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            unplaced: self.unplaced.iter().cloned().collect(),
             published: self.local.values().map(|(r, _, _)| r.clone()).collect(),
             scores: self
                 .scores
@@ -844,9 +865,15 @@ impl Node {
         kad.store_mut()
             .put(record.clone())
             .map_err(|e| MeshError::Network(format!("storing the record: {e:?}")))?;
-        let _ = kad.put_record(record, Quorum::One);
-        kad.start_providing(record::provider_key(&r.service))
+        let put = kad
+            .put_record(record, Quorum::One)
+            .map_err(|e| MeshError::Network(format!("putting the record: {e:?}")))?;
+        let provide = kad
+            .start_providing(record::provider_key(&r.service))
             .map_err(|e| MeshError::Network(format!("providing: {e:?}")))?;
+        for q in [put, provide] {
+            self.queries.insert(q, QueryFor::Place(r.service.clone()));
+        }
         Ok(())
     }
 
@@ -871,6 +898,20 @@ impl Node {
             let name = offer.service.clone();
             if let Err(e) = self.publish(offer) {
                 eprintln!("xnode-mesh: republishing {name}: {e}");
+            }
+        }
+        // Records the DHT has not taken yet: the same signed record again.
+        for service in std::mem::take(&mut self.unplaced) {
+            let Some((r, bytes, ttl)) = self.local.get(&service).cloned() else {
+                continue;
+            };
+            if r.is_private() {
+                continue;
+            }
+            let left = r.expires_unix.saturating_sub(now_unix()).min(ttl);
+            if let Err(e) = self.put_own(&r, &bytes, left) {
+                eprintln!("xnode-mesh: placing {service} again: {e}");
+                self.unplaced.insert(service);
             }
         }
     }
@@ -1023,6 +1064,27 @@ impl Node {
                                 x.pending = x.pending.saturating_sub(1);
                             }
                             self.finish_lookup_if_done(l);
+                        }
+                    }
+                    (QueryFor::Place(service), result) => {
+                        let failed = match &result {
+                            QueryResult::PutRecord(Err(e)) => Some(format!("{e:?}")),
+                            QueryResult::StartProviding(Err(e)) => Some(format!("{e:?}")),
+                            _ => None,
+                        };
+                        let service = service.clone();
+                        if let Some(why) = failed {
+                            // Retried at the next republish tick.
+                            if self.unplaced.insert(service.clone()) {
+                                eprintln!(
+                                    "xnode-mesh: {service}: the DHT did not take the record yet ({why}); retrying"
+                                );
+                            }
+                        } else if step.last {
+                            self.unplaced.remove(&service);
+                        }
+                        if step.last {
+                            self.queries.remove(&id);
                         }
                     }
                     _ => {

@@ -1,7 +1,11 @@
-//! Connection trimming on real swarms (memory transport): a hub that 16
-//! peers join closes its idle connections down to the low watermark, keeps
-//! its gossipsub mesh, keeps the trimmed peers in its routing table, and
-//! still reaches a trimmed peer's record (the lookup dials it again).
+//! The mesh's upkeep on real swarms (memory transport):
+//!
+//! - connection trimming: a hub that 16 peers join closes its idle
+//!   connections down to the low watermark, keeps its gossipsub mesh, keeps
+//!   the trimmed peers in its routing table, and still reaches a trimmed
+//!   peer's record (the lookup dials it again);
+//! - record placement: a record the DHT could not take (a node alone) is
+//!   reported as unplaced and put again once there are peers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -110,4 +114,41 @@ async fn watermarks_above_the_connection_limit_are_refused() {
         err.to_string().contains("above the connection limit"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_dht_could_not_take_is_placed_once_peers_come() {
+    let (alone, _ha, alone_addr) = start(Keypair::generate_ed25519(), config()).await;
+    alone
+        .publish(Offer {
+            service: "early-bird".into(),
+            version: "1".into(),
+            endpoints: vec!["/ip4/192.0.2.8/tcp/80".parse().unwrap()],
+            visibility: Visibility::Public,
+            needs: Resources::default(),
+            ttl_secs: 600,
+        })
+        .await
+        .unwrap();
+    eventually(10, "the lone node reports its record unplaced", || async {
+        let s = alone.status().await.unwrap();
+        (s.unplaced == ["early-bird"] && s.placing.is_empty()).then_some(())
+    })
+    .await;
+
+    // A peer joins; the next republish tick (30 s) puts the record again.
+    let mut c = config();
+    c.bootstrap = vec![alone_addr];
+    let (late, _hl, _) = start(Keypair::generate_ed25519(), c).await;
+    eventually(
+        90,
+        "the record is placed and the newcomer holds it",
+        || async {
+            let s = alone.status().await.unwrap();
+            let placed = s.unplaced.is_empty() && s.placing.is_empty();
+            let key = mesh::record::record_key("early-bird", &alone.peer_id());
+            (placed && late.get_record(key).await.unwrap().found).then_some(())
+        },
+    )
+    .await;
 }
