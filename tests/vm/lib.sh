@@ -20,12 +20,27 @@ vm_rootfs_tar() {
     vm_say "building the VM root filesystem (mmdebstrap, once)"
     # unshare mode: the build runs in user namespaces and never touches the
     # host's /dev.
-    rm -rf "$tar.tmp"
-    mmdebstrap --quiet --mode=unshare --format=tar --variant=apt --include="$VM_PACKAGES" \
-      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' \
-      bookworm "$tar.tmp" >&2
-    mv "$tar.tmp" "$tar"
+    # A mirror that fails a download now and then gets two more tries;
+    # only a finished build enters the cache (callers run this in $(...),
+    # where errexit does not apply, so failures return explicitly).
+    local try
+    for try in 1 2 3; do
+      rm -rf "$tar.tmp"
+      if mmdebstrap --quiet --mode=unshare --format=tar --variant=apt --include="$VM_PACKAGES" \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        bookworm "$tar.tmp" >&2; then
+        mv "$tar.tmp" "$tar" || return 1
+        break
+      fi
+      rm -rf "$tar.tmp"
+      if [ "$try" = 3 ]; then
+        vm_say "mmdebstrap failed 3 times: no VM root filesystem"
+        return 1
+      fi
+      vm_say "mmdebstrap failed (try $try of 3); trying again in 10 s"
+      sleep 10
+    done
   fi
   echo "$tar"
 }
