@@ -871,6 +871,9 @@ impl Node {
         let provide = kad
             .start_providing(record::provider_key(&r.service))
             .map_err(|e| MeshError::Network(format!("providing: {e:?}")))?;
+        // A new round: unplaced again only if its put or provide fails (a
+        // success of one must not hide a failure of the other).
+        self.unplaced.remove(&r.service);
         for q in [put, provide] {
             self.queries.insert(q, QueryFor::Place(r.service.clone()));
         }
@@ -1080,8 +1083,6 @@ impl Node {
                                     "xnode-mesh: {service}: the DHT did not take the record yet ({why}); retrying"
                                 );
                             }
-                        } else if step.last {
-                            self.unplaced.remove(&service);
                         }
                         if step.last {
                             self.queries.remove(&id);
