@@ -105,6 +105,55 @@ fn replay_hops(
     None
 }
 
+/// Connections opened and trimmed, summed over the nodes.
+async fn churn(meshes: &[Mesh]) -> (u64, u64) {
+    join_all(meshes.iter().map(Mesh::status))
+        .await
+        .into_iter()
+        .flatten()
+        .fold((0, 0), |(o, t), s| {
+            (o + s.connections_opened, t + s.connections_trimmed)
+        })
+}
+
+/// Waits until the joins' routing-table refreshes have finished (no node
+/// has a Kademlia query in flight), so the measurements that follow do not
+/// share the CPU with the start-up.
+async fn settle(meshes: &[Mesh]) {
+    let start = Instant::now();
+    let (mut opened, _) = churn(meshes).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let statuses = join_all(meshes.iter().map(Mesh::status)).await;
+        let queries: usize = statuses.iter().flatten().map(|s| s.kad_queries).sum();
+        let busy = statuses
+            .iter()
+            .flatten()
+            .filter(|s| s.kad_queries > 0)
+            .count();
+        let (now_opened, trimmed) = churn(meshes).await;
+        let mut tables: Vec<f64> = statuses
+            .iter()
+            .flatten()
+            .map(|s| s.routing_table as f64)
+            .collect();
+        tables.sort_by(f64::total_cmp);
+        println!(
+            "  settling: {queries} Kademlia queries in flight on {busy} nodes; \
+             {:.0} connections opened a second, {trimmed} trimmed in all; \
+             routing tables p0 {} p50 {}",
+            (now_opened - opened) as f64 / 10.0,
+            percentile(&tables, 0.0),
+            percentile(&tables, 0.5),
+        );
+        opened = now_opened;
+        if queries == 0 || start.elapsed() > Duration::from_secs(1800) {
+            break;
+        }
+    }
+    println!("settled after {:.1} s", start.elapsed().as_secs_f64());
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<usize> = std::env::args()
@@ -168,11 +217,8 @@ async fn main() {
             );
         }
     }
-    println!(
-        "started in {:.1} s; letting routing tables settle",
-        t0.elapsed().as_secs_f64()
-    );
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    println!("started in {:.1} s", t0.elapsed().as_secs_f64());
+    settle(&meshes).await;
 
     // Records: 50 providers publish one service each.
     let providers: Vec<usize> = (0..50)

@@ -15,6 +15,9 @@ pub const PROTOCOL: &str = "/xnode/task/1";
 /// A node not heard from (metrics or attestation) for this long is not
 /// chosen: it may be gone.
 pub const MAX_SILENCE_SECS: u64 = 600;
+/// A node a task failed to reach (down, unreachable or past the deadline)
+/// is tried after every other fitting node for this long.
+pub const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 /// The most replicas a task may ask for.
 pub const MAX_REPLICAS: usize = 15;
 

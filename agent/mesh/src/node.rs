@@ -160,6 +160,12 @@ pub struct Status {
     /// Peers in this node's gossipsub mesh (any topic): never trimmed.
     pub gossip_mesh: Vec<PeerId>,
     pub routing_table: usize,
+    /// Kademlia queries in flight, including routing-table refreshes.
+    pub kad_queries: usize,
+    /// Connections opened since start, and closed by trimming: their rate
+    /// is the node's connection churn.
+    pub connections_opened: u64,
+    pub connections_trimmed: u64,
     /// Own public records being put into the DHT now.
     pub placing: Vec<String>,
     /// Own public records the DHT has not taken yet (retried every 30 s).
@@ -217,6 +223,9 @@ impl Mesh {
             serving: HashMap::new(),
             connected_since: HashMap::new(),
             unplaced: BTreeSet::new(),
+            connections_opened: 0,
+            connections_trimmed: 0,
+            unreachable: HashMap::new(),
             next_id: 0,
             // Peers drop a seq at or below the last they saw; starting from
             // the clock (ms) keeps a restarted node above its old count.
@@ -495,6 +504,8 @@ enum QueryFor {
     Record(u64, PeerId),
     /// Placing this node's own record of a service (put or provide).
     Place(String),
+    /// Finding the peers to put this node's own record of a service on.
+    Closest(String),
 }
 
 struct Delegation {
@@ -540,6 +551,11 @@ struct Node {
     connected_since: HashMap<PeerId, Instant>,
     /// Own public records whose last put or provide failed.
     unplaced: BTreeSet<String>,
+    connections_opened: u64,
+    connections_trimmed: u64,
+    /// When a task sent to each peer last failed in transport (down,
+    /// unreachable or past its deadline).
+    unreachable: HashMap<PeerId, Instant>,
     next_id: u64,
     metrics_seq: u64,
     attestation_seq: u64,
@@ -755,11 +771,14 @@ impl Node {
                 .copied()
                 .collect(),
             routing_table,
+            kad_queries: self.swarm.behaviour_mut().kad.iter_queries().count(),
+            connections_opened: self.connections_opened,
+            connections_trimmed: self.connections_trimmed,
             placing: self
                 .queries
                 .values()
                 .filter_map(|q| match q {
-                    QueryFor::Place(s) => Some(s.clone()),
+                    QueryFor::Place(s) | QueryFor::Closest(s) => Some(s.clone()),
                     _ => None,
                 })
                 .collect::<BTreeSet<_>>()
@@ -854,30 +873,61 @@ impl Node {
         Ok(r)
     }
 
-    fn put_own(&mut self, r: &ServiceRecord, bytes: &[u8], ttl: u64) -> Result<(), MeshError> {
+    fn own_kad_record(&self, service: &str, bytes: &[u8], ttl: u64) -> kad::Record {
         let me = self.me();
-        let mut record = kad::Record::new(record::record_key(&r.service, &me), bytes.to_vec());
+        let mut record = kad::Record::new(record::record_key(service, &me), bytes.to_vec());
         record.publisher = Some(me);
         record.expires = Some(Instant::now() + Duration::from_secs(ttl));
+        record
+    }
+
+    fn put_own(&mut self, r: &ServiceRecord, bytes: &[u8], ttl: u64) -> Result<(), MeshError> {
+        let record = self.own_kad_record(&r.service, bytes, ttl);
         let kad = &mut self.swarm.behaviour_mut().kad;
-        // Stored here first, so a lone node still answers for itself; the
-        // put reaches the closest peers as they become known.
+        // Stored here first, so a lone node still answers for itself.
         kad.store_mut()
             .put(record.clone())
             .map_err(|e| MeshError::Network(format!("storing the record: {e:?}")))?;
-        let put = kad
-            .put_record(record, Quorum::One)
-            .map_err(|e| MeshError::Network(format!("putting the record: {e:?}")))?;
+        // The closest peers first, then the put (see `put_to_closest`):
+        // libp2p's own put stores nothing when its search runs out of time.
+        let closest = kad.get_closest_peers(record.key.to_vec());
         let provide = kad
             .start_providing(record::provider_key(&r.service))
             .map_err(|e| MeshError::Network(format!("providing: {e:?}")))?;
         // A new round: unplaced again only if its put or provide fails (a
         // success of one must not hide a failure of the other).
         self.unplaced.remove(&r.service);
-        for q in [put, provide] {
-            self.queries.insert(q, QueryFor::Place(r.service.clone()));
-        }
+        self.queries
+            .insert(closest, QueryFor::Closest(r.service.clone()));
+        self.queries
+            .insert(provide, QueryFor::Place(r.service.clone()));
         Ok(())
+    }
+
+    /// Puts the own record of `service` on the closest peers a search
+    /// found, even one that ran out of time: on a slow network those are
+    /// the best holders known, where libp2p's `put_record` would store it
+    /// nowhere. A majority of them must take it, so one reply does not end
+    /// the put while the rest are still being dialed, and the record
+    /// survives a share of its holders going down.
+    fn put_to_closest(&mut self, service: &str, peers: Vec<PeerId>) {
+        let Some((r, bytes, _)) = self.local.get(service).cloned() else {
+            return; // unpublished meanwhile
+        };
+        if peers.is_empty() {
+            self.unplaced.insert(service.to_string());
+            eprintln!("xnode-mesh: {service}: no peer to put the record on yet; retrying");
+            return;
+        }
+        let left = r.expires_unix.saturating_sub(now_unix());
+        let record = self.own_kad_record(service, &bytes, left);
+        let put = self.swarm.behaviour_mut().kad.put_record_to(
+            record,
+            peers.into_iter(),
+            Quorum::Majority,
+        );
+        self.queries
+            .insert(put, QueryFor::Place(service.to_string()));
     }
 
     /// Re-sign records past half their life, so they never lapse while
@@ -1067,6 +1117,20 @@ impl Node {
                                 x.pending = x.pending.saturating_sub(1);
                             }
                             self.finish_lookup_if_done(l);
+                        }
+                    }
+                    (QueryFor::Closest(service), QueryResult::GetClosestPeers(r)) => {
+                        let service = service.clone();
+                        if step.last {
+                            self.queries.remove(&id);
+                            let peers = match r {
+                                Ok(ok) => ok.peers,
+                                Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                            };
+                            self.put_to_closest(
+                                &service,
+                                peers.into_iter().map(|p| p.peer_id).collect(),
+                            );
                         }
                     }
                     (QueryFor::Place(service), result) => {
@@ -1340,11 +1404,18 @@ impl Node {
             ))));
             return;
         }
+        // A node a task recently failed to reach goes last: its metrics may
+        // outlive it by up to MAX_SILENCE_SECS, and every task would
+        // otherwise wait on it first.
+        self.unreachable
+            .retain(|_, at| at.elapsed() < delegate::UNREACHABLE_FOR);
+        let mut queue: Vec<PeerId> = ranked.into_iter().map(|c| c.peer).collect();
+        queue.sort_by_key(|p| self.unreachable.contains_key(p));
         let id = self.id();
         let mut d = Delegation {
             task,
             replicas,
-            queue: ranked.into_iter().map(|c| c.peer).collect(),
+            queue: queue.into(),
             pending: HashMap::new(),
             answers: Vec::new(),
             outputs: HashMap::new(),
@@ -1404,8 +1475,14 @@ impl Node {
             Ok(Response::Record { .. }) => AssignmentOutcome::Failed {
                 reason: "answered a task with a record".into(),
             },
-            Err(reason) => AssignmentOutcome::Failed { reason },
+            Err(reason) => {
+                self.unreachable.insert(peer, Instant::now());
+                AssignmentOutcome::Failed { reason }
+            }
         };
+        if matches!(outcome, AssignmentOutcome::Answered { .. }) {
+            self.unreachable.remove(&peer);
+        }
         let failed = !matches!(outcome, AssignmentOutcome::Answered { .. });
         d.assignments.push(Assignment { peer, outcome });
         if failed && self.assign_next(id, &mut d) {
@@ -1506,13 +1583,16 @@ impl Node {
             Instant::now(),
         );
         for peer in close {
-            let _ = self.swarm.disconnect_peer_id(peer);
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                self.connections_trimmed += 1;
+            }
         }
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.connections_opened += 1;
                 self.connected_since
                     .entry(peer_id)
                     .or_insert_with(Instant::now);

@@ -206,6 +206,16 @@ async fn five_nodes_discover_gossip_and_delegate() {
         one.assignments
     );
     assert!(!one.agreeing.contains(&killed));
+    // Its metrics are still fresh, but the next task does not wait on it.
+    let mut task = chain_task("after-failover");
+    task.deadline_ms = 2_000;
+    let next = mesh(0).delegate(task, 1).await.unwrap();
+    assert!(
+        next.assignments.iter().all(|a| a.peer != killed),
+        "the node that just failed was tried again first: {:?}",
+        next.assignments
+    );
+    assert_eq!(next.reassigned, 0, "{next:?}");
 
     // A task nobody can fit is refused up front, naming why.
     let mut huge = chain_task("huge");

@@ -73,6 +73,12 @@ async fn a_crowded_node_trims_idle_connections_and_still_reaches_everyone() {
         status.routing_table >= SPOKES,
         "trimmed peers stay in the routing table: {status:?}"
     );
+    // The churn counters saw it: every spoke connected, the excess was trimmed.
+    assert!(status.connections_opened >= SPOKES as u64, "{status:?}");
+    assert!(
+        status.connections_trimmed as usize >= SPOKES - status.connected.len(),
+        "{status:?}"
+    );
 
     // A trimmed spoke publishes; the hub's lookup reaches it again.
     let (trimmed, _) = spokes

@@ -268,6 +268,12 @@ fn print_status(v: &serde_json::Value) -> anyhow::Result<()> {
         field("gossip_mesh").as_array().map_or(0, Vec::len)
     );
     println!("routing table {} peers", field("routing_table"));
+    println!(
+        "connections   {} opened, {} trimmed since start; {} DHT queries in flight",
+        field("connections_opened"),
+        field("connections_trimmed"),
+        field("kad_queries")
+    );
     for r in field("unplaced").as_array().into_iter().flatten() {
         println!(
             "not in the DHT yet {} (retried every 30 s)",
