@@ -28,7 +28,7 @@ use futures::future::join_all;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::PeerId;
-use mesh::delegate::Task;
+use mesh::delegate::{AssignmentOutcome, Task};
 use mesh::node::{Config, Mesh, Transport};
 use mesh::observe::AttestationCheck;
 use mesh::record::{self, Offer};
@@ -441,6 +441,7 @@ async fn main() {
     }
     let (mut optimal, mut fitting, mut regret, mut placed) = (0usize, 0usize, 0f64, 0usize);
     let mut reassigned = 0u32;
+    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
     let tasks = 200;
     for t in 0..tasks {
         let need = Resources {
@@ -461,6 +462,14 @@ async fn main() {
         };
         placed += 1;
         reassigned += d.reassigned;
+        for a in &d.assignments {
+            let why = match &a.outcome {
+                AssignmentOutcome::Answered { .. } => continue,
+                AssignmentOutcome::Refused { reason } => format!("refused: {reason}"),
+                AssignmentOutcome::Failed { reason } => format!("failed: {reason}"),
+            };
+            *failures.entry(why).or_insert(0u32) += 1;
+        }
         let chosen = d.agreeing[0];
         if claims[&chosen].fits(&need) {
             fitting += 1;
@@ -484,4 +493,7 @@ async fn main() {
          mean load regret {:.4}; {reassigned} reassignment(s) after a refusal, failure or missed deadline",
         regret / placed.max(1) as f64
     );
+    for (why, count) in &failures {
+        println!("  {count} assignment(s) {why}");
+    }
 }
