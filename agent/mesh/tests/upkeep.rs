@@ -52,7 +52,9 @@ async fn a_crowded_node_trims_idle_connections_and_still_reaches_everyone() {
         let (m, h, _) = start(Keypair::generate_ed25519(), c).await;
         spokes.push((m, h));
     }
-    eventually(30, "the hub knows every spoke", || async {
+    // Generous: on a loaded CI machine the spokes' routing-table refreshes
+    // (each reaching the hub again) take a while to reach all sixteen.
+    eventually(90, "the hub knows every spoke", || async {
         (hub.status().await.unwrap().routing_table >= SPOKES).then_some(())
     })
     .await;
@@ -149,7 +151,7 @@ async fn a_record_the_dht_could_not_take_is_placed_once_peers_come() {
     c.bootstrap = vec![alone_addr];
     let (late, _hl, _) = start(Keypair::generate_ed25519(), c).await;
     eventually(
-        90,
+        150,
         "the record is placed and the newcomer holds it",
         || async {
             let s = alone.status().await.unwrap();
