@@ -45,6 +45,13 @@ enum Event {
         name: String,
         generation: u64,
     },
+    /// The unit's state read from systemd after a DownCheck (or why it
+    /// could not be read).
+    DownConfirmed {
+        name: String,
+        generation: u64,
+        active_state: Result<String, String>,
+    },
     JobDone {
         name: String,
         generation: u64,
@@ -418,10 +425,44 @@ impl Supervisor {
                 self.act(&name, action);
             }
             Event::DownCheck { name, generation } => {
+                let sd = self.sd.clone();
+                let tx = self.events_tx.clone();
                 let Some(s) = self.current(&name, generation) else {
                     return;
                 };
                 s.down_check_scheduled = false;
+                if is_final(&s.active_state) && s.started && !s.pending() {
+                    // The state seen so far comes from signals, which lag on
+                    // a busy machine: ask systemd before acting, so a restart
+                    // it did is neither repeated nor credited to the agent.
+                    let unit = s.service.unit.clone();
+                    s.tasks.push(tokio::spawn(async move {
+                        let active_state = sd
+                            .state(&unit)
+                            .await
+                            .map(|st| st.active_state)
+                            .map_err(|e| e.to_string());
+                        let _ = tx.send(Event::DownConfirmed {
+                            name,
+                            generation,
+                            active_state,
+                        });
+                    }));
+                }
+            }
+            Event::DownConfirmed {
+                name,
+                generation,
+                active_state,
+            } => {
+                let Some(s) = self.current(&name, generation) else {
+                    return;
+                };
+                // Not down after all: the signals on their way will say so.
+                // Unreadable: act on what the signals said.
+                if active_state.as_deref().is_ok_and(|st| !is_final(st)) {
+                    return;
+                }
                 if is_final(&s.active_state) && s.started && !s.pending() {
                     let action = s.tracker.on_down(&format!(
                         "the unit is {} ({}) and its own Restart= did not bring it back",

@@ -32,6 +32,7 @@ fn supervision_against_real_systemd_in_a_vm() {
             "chaos-all-active",
             "chaos-no-lost-or-doubled-starts",
             "chaos-restarter-seen-right",
+            "stopped-by-hand-agent-starts",
             "bad-manifest-rejected",
             "bad-manifest-stops-nothing",
             "no-reload-without-signal",

@@ -54,10 +54,13 @@ pub fn vm_scenario(script: &str, checks: &[&str]) -> Option<Vec<String>> {
         .unwrap_or_else(|e| panic!("run {path}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    println!("{stdout}");
-    assert!(out.status.success(), "the VM harness failed:\n{stderr}");
     let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    print_vm_output(script, &lines, &stderr);
+    assert!(
+        out.status.success(),
+        "the VM harness failed:\n{}",
+        tail(&stderr.lines().collect::<Vec<_>>(), 40).join("\n")
+    );
     assert!(
         lines
             .iter()
@@ -82,6 +85,46 @@ pub fn vm_scenario(script: &str, checks: &[&str]) -> Option<Vec<String>> {
         );
     }
     Some(lines)
+}
+
+/// A VM run prints hundreds of lines (boot, the agent's journal); a log
+/// excerpt must still show what failed. So the whole output goes to a file
+/// and what is printed is short: the failures first, every check's line,
+/// the journal's tail, the harness's tail.
+fn print_vm_output(script: &str, lines: &[String], stderr: &str) {
+    let log = format!("{}/vm-{script}.log", env!("CARGO_TARGET_TMPDIR"));
+    let saved = std::fs::write(
+        &log,
+        format!("{}\n--- stderr ---\n{stderr}", lines.join("\n")),
+    );
+    let (journal, checks): (Vec<&String>, Vec<&String>) = lines
+        .iter()
+        .filter(|l| l.starts_with("XNODE-VMTEST"))
+        .partition(|l| l.starts_with("XNODE-VMTEST JOURNAL"));
+    for l in checks.iter().filter(|l| l.starts_with("XNODE-VMTEST FAIL")) {
+        println!("{l}");
+    }
+    for l in &checks {
+        println!("{l}");
+    }
+    if !journal.is_empty() {
+        println!("the agent's journal in the guest, last lines:");
+        for l in tail(&journal, 40) {
+            println!("{l}");
+        }
+    }
+    println!("the harness, last lines:");
+    for l in tail(&stderr.lines().collect::<Vec<_>>(), 30) {
+        println!("{l}");
+    }
+    match saved {
+        Ok(()) => println!("whole output: {log}"),
+        Err(e) => println!("whole output not saved to {log}: {e}"),
+    }
+}
+
+fn tail<T: Copy>(items: &[T], n: usize) -> Vec<T> {
+    items[items.len().saturating_sub(n)..].to_vec()
 }
 
 /// A network namespace made by a test, deleted on drop.
