@@ -457,10 +457,14 @@ fn make_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour, MeshError
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
-        identify: identify::Behaviour::new(identify::Config::new(
-            IDENTIFY_PROTOCOL.into(),
-            key.public(),
-        )),
+        // A node dials its bootstrap peers as it spawns, possibly before
+        // its listener is up: pushing the addresses once they are lets
+        // those peers route to it without waiting for the next identify
+        // round (5 min).
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                .with_push_listen_addr_updates(true),
+        ),
         ping: ping::Behaviour::default(),
         kad,
         gossipsub,

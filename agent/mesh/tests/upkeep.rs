@@ -5,7 +5,9 @@
 //!   the trimmed peers in its routing table, and still reaches a trimmed
 //!   peer's record (the lookup dials it again);
 //! - record placement: a record the DHT could not take (a node alone) is
-//!   reported as unplaced and put again once there are peers.
+//!   reported as unplaced and put again once there are peers;
+//! - a peer that dialled before it listened is routed to once it listens
+//!   (its new address is pushed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -106,6 +108,28 @@ async fn a_crowded_node_trims_idle_connections_and_still_reaches_everyone() {
     })
     .await;
     assert_eq!(found[0].provider, trimmed.peer_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_dialled_before_listening_is_routed_to_once_it_listens() {
+    let (known, _hk, known_addr) = start(Keypair::generate_ed25519(), config()).await;
+    // The newcomer dials its bootstrap peer as it spawns; it listens only
+    // once that connection is up, so the first identify carried no address.
+    let mut c = config();
+    c.bootstrap = vec![known_addr];
+    let (newcomer, _hn) = mesh::Mesh::spawn(Keypair::generate_ed25519(), c).unwrap();
+    eventually(30, "the newcomer is connected", || async {
+        let s = known.status().await.unwrap();
+        s.connected.contains(&newcomer.peer_id()).then_some(())
+    })
+    .await;
+    assert_eq!(known.status().await.unwrap().routing_table, 0);
+    newcomer.listen("/memory/0".parse().unwrap()).await.unwrap();
+    // Well before the next identify round (5 min): the address is pushed.
+    eventually(60, "the known node routes to the newcomer", || async {
+        (known.status().await.unwrap().routing_table == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
