@@ -5,6 +5,7 @@ mod api_auth;
 mod api_client;
 #[cfg(feature = "attest")]
 mod cmd_attest;
+mod cmd_challenge;
 mod cmd_firstboot;
 mod cmd_manifest;
 mod cmd_mesh;
@@ -60,6 +61,9 @@ enum Command {
     /// The libp2p mesh: run it, publish and find services, see gossiped metrics, delegate tasks.
     #[command(subcommand)]
     Mesh(cmd_mesh::MeshCommand),
+    /// Proof of resource: answer a verifier's seed with proof of the claimed capacity, or check such an answer.
+    #[command(subcommand)]
+    Challenge(cmd_challenge::ChallengeCommand),
     /// Start, stop, restart and inspect systemd units over D-Bus.
     Unit(cmd_unit::UnitArgs),
     /// Work with the service manifest the NixOS modules render.
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Command::Service(c) => cmd_service::run(c),
         Command::Firstboot(c) => cmd_firstboot::run(c),
         Command::Mesh(c) => cmd_mesh::run(c),
+        Command::Challenge(c) => cmd_challenge::run(c),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(

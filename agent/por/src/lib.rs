@@ -1,0 +1,31 @@
+//! Proof of resource: a node proves the capacity it offers by answering
+//! challenges a verifier seeds, so that answering costs the claimed
+//! resource and checking costs the verifier little.
+//!
+//! Each protocol has the same shape: the verifier sends a fresh seed and
+//! the parameters; the prover does the work and commits to it (a Merkle
+//! root); the verifier then sends a nonce the prover could not predict;
+//! the prover opens the sampled parts; the verifier checks them. See
+//! `docs/proof-of-resource.md` for each protocol's soundness argument.
+
+pub mod cpu;
+pub mod merkle;
+pub mod report;
+pub mod seed;
+
+pub use seed::Seed;
+
+/// Why a challenge could not be run or did not check out.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PorError {
+    /// Parameters out of range or inconsistent; nothing was run.
+    #[error("invalid parameters: {0}")]
+    Params(String),
+    /// A seed or nonce that is not what the protocol takes.
+    #[error("invalid seed: {0}")]
+    Seed(String),
+    /// The proof does not check out: the prover did not do the work it
+    /// committed to, or the proof was damaged.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}

@@ -1,0 +1,116 @@
+//! The file a challenge run writes and a verifier checks: the seed it
+//! answers and, per resource, the proof and how long the work took.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::{self, CpuParams, CpuProof, CpuVerdict};
+use crate::{PorError, Seed};
+
+pub const SCHEMA: &str = "xnode.challenge/v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeReport {
+    pub schema: String,
+    pub seed: Seed,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuResult {
+    /// From the seed to the commitment, by the prover's clock: a verifier
+    /// that was there times it itself.
+    pub elapsed_ms: u64,
+    pub proof: CpuProof,
+}
+
+impl ChallengeReport {
+    pub fn parse(bytes: &[u8]) -> Result<ChallengeReport, PorError> {
+        let r: ChallengeReport = serde_json::from_slice(bytes)
+            .map_err(|e| PorError::Rejected(format!("not a challenge report: {e}")))?;
+        if r.schema != SCHEMA {
+            return Err(PorError::Rejected(format!(
+                "schema {:?}, expected {SCHEMA:?}",
+                r.schema
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Check the CPU proof made with a self-derived nonce (see
+    /// `cpu::self_nonce`) against the verifier's seed and parameters.
+    pub fn check_cpu(&self, seed: &Seed, params: &CpuParams) -> Result<CpuVerdict, PorError> {
+        if self.seed != *seed {
+            return Err(PorError::Rejected(format!(
+                "the report answers seed {}, not {seed}",
+                self.seed
+            )));
+        }
+        let result = self
+            .cpu
+            .as_ref()
+            .ok_or_else(|| PorError::Rejected("the report has no CPU proof".into()))?;
+        let nonce = cpu::self_nonce(seed, &result.proof.root);
+        cpu::check(&result.proof, params, seed, &nonce)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    fn params() -> CpuParams {
+        CpuParams {
+            lanes: 2,
+            steps_per_lane: 32 * 8,
+            segment: 8,
+            samples: 16,
+        }
+    }
+
+    fn report(seed: Seed) -> ChallengeReport {
+        let work = cpu::commit(&params(), &seed, &AtomicU64::new(0)).unwrap();
+        let nonce = cpu::self_nonce(&seed, &work.root());
+        ChallengeReport {
+            schema: SCHEMA.into(),
+            seed,
+            cpu: Some(CpuResult {
+                elapsed_ms: 1,
+                proof: work.open(&nonce),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_report_round_trips_and_checks() {
+        let seed = Seed([1; 32]);
+        let bytes = serde_json::to_vec(&report(seed)).unwrap();
+        let back = ChallengeReport::parse(&bytes).unwrap();
+        back.check_cpu(&seed, &params()).unwrap();
+    }
+
+    #[test]
+    fn another_seed_another_nonce_or_schema_is_refused() {
+        let seed = Seed([1; 32]);
+        let r = report(seed);
+        let err = r.check_cpu(&Seed([2; 32]), &params()).unwrap_err();
+        assert!(err.to_string().contains("answers seed"), "{err}");
+
+        // Opened for a nonce of the prover's choosing, not the derived one.
+        let mut chosen = r.clone();
+        let work = cpu::commit(&params(), &seed, &AtomicU64::new(0)).unwrap();
+        chosen.cpu.as_mut().unwrap().proof = work.open(&Seed([3; 32]));
+        let err = chosen.check_cpu(&seed, &params()).unwrap_err();
+        assert!(err.to_string().contains("another seed or nonce"), "{err}");
+
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["schema"] = "xnode.challenge/v0".into();
+        let err = ChallengeReport::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("expected"), "{err}");
+        let err = ChallengeReport::parse(b"{").unwrap_err();
+        assert!(err.to_string().contains("not a challenge report"), "{err}");
+    }
+}
