@@ -320,16 +320,11 @@ pub fn check(
     nonce: &Seed,
 ) -> Result<CpuVerdict, PorError> {
     params.validate()?;
+    crate::same_challenge(
+        (params, seed, nonce),
+        (&proof.params, &proof.seed, &proof.nonce),
+    )?;
     let reject = |why: String| Err(PorError::Rejected(why));
-    if proof.params != *params {
-        return reject(format!(
-            "the proof's parameters {:?} are not the challenge's {:?}",
-            proof.params, params
-        ));
-    }
-    if proof.seed != *seed || proof.nonce != *nonce {
-        return reject("the proof answers another seed or nonce".into());
-    }
     let want = sampled(params, nonce, &proof.root);
     if proof.openings.len() != want.len() {
         return reject(format!(

@@ -9,6 +9,7 @@
 //! `docs/proof-of-resource.md` for each protocol's soundness argument.
 
 pub mod cpu;
+pub mod memory;
 pub mod merkle;
 pub mod report;
 pub mod seed;
@@ -28,4 +29,24 @@ pub enum PorError {
     /// committed to, or the proof was damaged.
     #[error("rejected: {0}")]
     Rejected(String),
+}
+
+/// What every check starts with: the proof answers the challenge the
+/// verifier made (its parameters, seed and nonce), not one the prover chose.
+pub(crate) fn same_challenge<P: PartialEq + std::fmt::Debug>(
+    asked: (&P, &Seed, &Seed),
+    answered: (&P, &Seed, &Seed),
+) -> Result<(), PorError> {
+    if answered.0 != asked.0 {
+        return Err(PorError::Rejected(format!(
+            "the proof's parameters {:?} are not the challenge's {:?}",
+            answered.0, asked.0
+        )));
+    }
+    if answered.1 != asked.1 || answered.2 != asked.2 {
+        return Err(PorError::Rejected(
+            "the proof answers another seed or nonce".into(),
+        ));
+    }
+    Ok(())
 }

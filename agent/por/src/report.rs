@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::{self, CpuParams, CpuProof, CpuVerdict};
+use crate::memory::{self, MemParams, MemProof, MemVerdict};
 use crate::{PorError, Seed};
 
 pub const SCHEMA: &str = "xnode.challenge/v1";
@@ -14,6 +15,24 @@ pub struct ChallengeReport {
     pub seed: Seed,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemResult {
+    /// Filling and committing to the table, by the prover's clock.
+    pub fill_ms: u64,
+    /// The walk: what the time bound applies to.
+    pub walk_ms: u64,
+    pub proof: MemProof,
+}
+
+/// The nonce when no verifier sends one after the table's commitment: see
+/// `cpu::self_nonce`, whose argument holds here too (a made-up walk fails
+/// each sampled segment).
+pub fn mem_self_nonce(seed: &Seed, root: &crate::merkle::Hash) -> Seed {
+    cpu::self_nonce(&Seed(seed.derive("xnode-por/mem/self-nonce", 0)), root)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,21 +56,37 @@ impl ChallengeReport {
         Ok(r)
     }
 
-    /// Check the CPU proof made with a self-derived nonce (see
-    /// `cpu::self_nonce`) against the verifier's seed and parameters.
-    pub fn check_cpu(&self, seed: &Seed, params: &CpuParams) -> Result<CpuVerdict, PorError> {
+    fn answers(&self, seed: &Seed) -> Result<(), PorError> {
         if self.seed != *seed {
             return Err(PorError::Rejected(format!(
                 "the report answers seed {}, not {seed}",
                 self.seed
             )));
         }
+        Ok(())
+    }
+
+    /// Check the CPU proof made with a self-derived nonce (see
+    /// `cpu::self_nonce`) against the verifier's seed and parameters.
+    pub fn check_cpu(&self, seed: &Seed, params: &CpuParams) -> Result<CpuVerdict, PorError> {
+        self.answers(seed)?;
         let result = self
             .cpu
             .as_ref()
             .ok_or_else(|| PorError::Rejected("the report has no CPU proof".into()))?;
         let nonce = cpu::self_nonce(seed, &result.proof.root);
         cpu::check(&result.proof, params, seed, &nonce)
+    }
+
+    /// Check the memory proof made with a self-derived nonce.
+    pub fn check_memory(&self, seed: &Seed, params: &MemParams) -> Result<MemVerdict, PorError> {
+        self.answers(seed)?;
+        let result = self
+            .memory
+            .as_ref()
+            .ok_or_else(|| PorError::Rejected("the report has no memory proof".into()))?;
+        let nonce = mem_self_nonce(seed, &result.proof.root);
+        memory::check(&result.proof, params, seed, &nonce)
     }
 }
 
@@ -81,6 +116,7 @@ mod tests {
                 elapsed_ms: 1,
                 proof: work.open(&nonce),
             }),
+            memory: None,
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use por::cpu::{self, CpuParams};
-use por::report::{ChallengeReport, CpuResult, SCHEMA};
+use por::memory::{self, MemParams};
+use por::report::{mem_self_nonce, ChallengeReport, CpuResult, MemResult, SCHEMA};
 use por::Seed;
 
 #[derive(Debug, clap::Subcommand)]
@@ -21,14 +22,14 @@ pub enum ChallengeCommand {
 }
 
 /// The resources a challenge covers in this version.
-const RESOURCES: &[&str] = &["cpu"];
+const RESOURCES: &[&str] = &["cpu", "mem"];
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The verifier's seed: 64 hex digits, fresh for each challenge.
     #[arg(long)]
     seed: Seed,
-    /// Resources to prove, comma-separated. Available: cpu.
+    /// Resources to prove, comma-separated. Available: cpu, mem.
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     resources: Vec<String>,
     /// Cores claimed: one lane each (default: every online CPU).
@@ -37,6 +38,12 @@ pub struct RunArgs {
     /// Sequential steps per lane (default 2^24, about a second a core with SHA extensions).
     #[arg(long)]
     steps: Option<u64>,
+    /// Memory claimed, in bytes or with a K, M, G or T suffix (needed with mem).
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Reads in the memory walk (default 2^22).
+    #[arg(long)]
+    walk_steps: Option<u64>,
     /// Where to write the report ("-": standard output).
     #[arg(long, default_value = "-")]
     out: PathBuf,
@@ -55,9 +62,18 @@ pub struct CheckArgs {
     /// Steps per lane the challenge asked for (default 2^24).
     #[arg(long)]
     steps: Option<u64>,
-    /// Fail when the work took longer than this by the prover's own clock.
+    /// Fail when the CPU work took longer than this by the prover's own clock.
     #[arg(long)]
     max_seconds: Option<f64>,
+    /// Memory claimed (bytes, or with a K, M, G or T suffix); checks the memory proof.
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Reads in the memory walk the challenge asked for (default 2^22).
+    #[arg(long)]
+    walk_steps: Option<u64>,
+    /// Fail when the memory walk took longer than this by the prover's own clock.
+    #[arg(long)]
+    max_walk_seconds: Option<f64>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -79,6 +95,32 @@ fn params(cores: u32, steps: Option<u64>) -> anyhow::Result<CpuParams> {
     Ok(p)
 }
 
+fn mem_params(bytes: u64, lanes: u32, walk_steps: Option<u64>) -> anyhow::Result<MemParams> {
+    let mut p = MemParams::for_claim(bytes, lanes);
+    if let Some(w) = walk_steps {
+        p.walk_steps = w;
+    }
+    p.validate()?;
+    Ok(p)
+}
+
+/// "512M", "4G", "1073741824": bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        Some((i, 'T' | 't')) => (&s[..i], 40),
+        _ => (s, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: give bytes, or a number with K, M, G or T"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
     for r in &a.resources {
         if !RESOURCES.contains(&r.as_str()) {
@@ -88,40 +130,91 @@ fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let wants = |r: &str| a.resources.iter().any(|x| x == r);
     let cores = match a.cores {
         Some(c) => c,
         None => std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .context("counting the online CPUs; give --cores")?,
     };
-    let p = params(cores, a.steps)?;
+    // Every parameter is checked before any work starts.
+    let cpu_params = wants("cpu").then(|| params(cores, a.steps)).transpose()?;
+    let mem_params = match (wants("mem"), a.memory) {
+        (false, _) => None,
+        (true, None) => bail!("--resources mem needs --memory SIZE (the memory claimed)"),
+        (true, Some(bytes)) => Some(mem_params(bytes, cores, a.walk_steps)?),
+    };
+    let mut report = ChallengeReport {
+        schema: SCHEMA.into(),
+        seed: a.seed,
+        cpu: None,
+        memory: None,
+    };
+    if let Some(p) = cpu_params {
+        report.cpu = Some(run_cpu(&p, &a.seed)?);
+    }
+    if let Some(p) = mem_params {
+        report.memory = Some(run_memory(&p, &a.seed)?);
+    }
+    crate::write_out(&a.out, &serde_json::to_vec_pretty(&report)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `work` while a progress display follows `progress` up to `total`.
+fn with_progress<T>(what: &str, total: u64, work: impl FnOnce(&AtomicU64) -> T) -> (T, Duration) {
     let progress = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let start = Instant::now();
-    let work = std::thread::scope(|s| {
-        s.spawn(|| show_progress("cpu", &progress, p.prover_steps(), &done, start));
-        let work = cpu::commit(&p, &a.seed, &progress);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| show_progress(what, &progress, total, &done, start));
+        let out = work(&progress);
         done.store(true, Ordering::Relaxed);
-        work
-    })?;
-    let elapsed = start.elapsed();
-    let nonce = cpu::self_nonce(&a.seed, &work.root());
-    let report = ChallengeReport {
-        schema: SCHEMA.into(),
-        seed: a.seed,
-        cpu: Some(CpuResult {
-            elapsed_ms: elapsed.as_millis() as u64,
-            proof: work.open(&nonce),
-        }),
-    };
+        out
+    });
+    (out, start.elapsed())
+}
+
+fn run_cpu(p: &CpuParams, seed: &Seed) -> anyhow::Result<CpuResult> {
+    let (work, elapsed) = with_progress("cpu", p.prover_steps(), |progress| {
+        cpu::commit(p, seed, progress)
+    });
+    let work = work?;
     eprintln!(
-        "cpu: {cores} lane(s) × {} steps in {:.2} s ({:.1} M steps/s in all)",
+        "cpu: {} lane(s) × {} steps in {:.2} s ({:.1} M steps/s in all)",
+        p.lanes,
         p.steps_per_lane,
         elapsed.as_secs_f64(),
         p.prover_steps() as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
     );
-    crate::write_out(&a.out, &serde_json::to_vec_pretty(&report)?)?;
-    Ok(ExitCode::SUCCESS)
+    let nonce = cpu::self_nonce(seed, &work.root());
+    Ok(CpuResult {
+        elapsed_ms: elapsed.as_millis() as u64,
+        proof: work.open(&nonce),
+    })
+}
+
+fn run_memory(p: &MemParams, seed: &Seed) -> anyhow::Result<MemResult> {
+    let (work, fill) = with_progress("mem fill", p.entries(), |progress| {
+        memory::commit(p, seed, progress)
+    });
+    let work = work?;
+    let nonce = mem_self_nonce(seed, &work.root());
+    let start = Instant::now();
+    let states = work.walk(&nonce);
+    let walk = start.elapsed();
+    eprintln!(
+        "mem: {} bytes filled in {:.2} s; {} dependent reads in {:.2} s ({:.0} ns a read)",
+        p.bytes,
+        fill.as_secs_f64(),
+        p.walk_steps,
+        walk.as_secs_f64(),
+        walk.as_secs_f64() * 1e9 / p.walk_steps as f64
+    );
+    Ok(MemResult {
+        fill_ms: fill.as_millis() as u64,
+        walk_ms: walk.as_millis() as u64,
+        proof: work.open_walked(&nonce, &states),
+    })
 }
 
 /// A bar on a terminal; a line every 10 s otherwise (a log).
@@ -153,53 +246,137 @@ fn show_progress(what: &str, done: &AtomicU64, total: u64, finished: &AtomicBool
     }
 }
 
+/// One resource's verdict: what was checked and, on failure, why.
+struct Verdict {
+    ok: bool,
+    json: serde_json::Value,
+    line: String,
+}
+
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let report = ChallengeReport::parse(&bytes).with_context(|| a.file.display().to_string())?;
-    let Some(result) = &report.cpu else {
-        bail!("{}: the report has no CPU proof", a.file.display());
-    };
+    if report.cpu.is_none() && report.memory.is_none() {
+        bail!("{}: the report has no proof in it", a.file.display());
+    }
+    let mut verdicts = serde_json::Map::new();
+    let mut all_ok = true;
+    let mut lines = Vec::new();
+    if let Some(result) = &report.cpu {
+        let v = check_cpu(&a, &report, result)?;
+        all_ok &= v.ok;
+        lines.push(v.line);
+        verdicts.insert("cpu".into(), v.json);
+    }
+    match (&report.memory, a.memory) {
+        (Some(result), Some(claim)) => {
+            let v = check_memory(&a, &report, result, claim)?;
+            all_ok &= v.ok;
+            lines.push(v.line);
+            verdicts.insert("memory".into(), v.json);
+        }
+        (Some(_), None) => bail!(
+            "the report has a memory proof: give --memory SIZE (the claim to check it against)"
+        ),
+        (None, Some(_)) => bail!("--memory: the report has no memory proof"),
+        (None, None) => {}
+    }
+    if a.json {
+        verdicts.insert("ok".into(), all_ok.into());
+        println!("{}", serde_json::to_string_pretty(&verdicts)?);
+    } else {
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn failure(verdict: Result<(), String>, elapsed: f64, bound: Option<f64>) -> Option<String> {
+    match (verdict, bound.filter(|max| elapsed > *max)) {
+        (Err(e), _) => Some(e),
+        (Ok(()), Some(max)) => Some(format!("took {elapsed:.2} s, over the bound of {max} s")),
+        (Ok(()), None) => None,
+    }
+}
+
+fn check_cpu(
+    a: &CheckArgs,
+    report: &ChallengeReport,
+    result: &CpuResult,
+) -> anyhow::Result<Verdict> {
     let cores = a.cores.unwrap_or(result.proof.params.lanes);
     let p = params(cores, a.steps)?;
     let elapsed = result.elapsed_ms as f64 / 1000.0;
     let started = Instant::now();
-    let verdict = report.check_cpu(&a.seed, &p);
+    let verdict = report
+        .check_cpu(&a.seed, &p)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
     let check_secs = started.elapsed().as_secs_f64();
-    let late = a.max_seconds.filter(|max| elapsed > *max);
-    let ok = verdict.is_ok() && late.is_none();
-    let why = match (&verdict, late) {
-        (Err(e), _) => Some(e.to_string()),
-        (Ok(_), Some(max)) => Some(format!("took {elapsed:.2} s, over the bound of {max} s")),
-        _ => None,
+    let why = failure(verdict, elapsed, a.max_seconds);
+    let line = match &why {
+        None => format!(
+            "cpu: ok: {cores} core(s), {} steps done in {elapsed:.2} s; {} re-computed here in {check_secs:.3} s ({:.2}% of the work)",
+            p.prover_steps(),
+            p.verifier_steps(),
+            p.verifier_steps() as f64 * 100.0 / p.prover_steps() as f64
+        ),
+        Some(e) => format!("cpu: FAILED: {e}"),
     };
-    if a.json {
-        let v = serde_json::json!({
-            "ok": ok,
-            "cpu": {
-                "cores": cores,
-                "steps_per_lane": p.steps_per_lane,
-                "prover_steps": p.prover_steps(),
-                "verifier_steps": p.verifier_steps(),
-                "elapsed_seconds": elapsed,
-                "check_seconds": check_secs,
-                "error": why,
-            }
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        match &why {
-            None => println!(
-                "cpu: ok: {cores} core(s), {} steps done in {elapsed:.2} s; {} re-computed here in {check_secs:.3} s ({:.2}% of the work)",
-                p.prover_steps(),
-                p.verifier_steps(),
-                p.verifier_steps() as f64 * 100.0 / p.prover_steps() as f64
-            ),
-            Some(e) => println!("cpu: FAILED: {e}"),
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(Verdict {
+        ok: why.is_none(),
+        json: serde_json::json!({
+            "cores": cores,
+            "steps_per_lane": p.steps_per_lane,
+            "prover_steps": p.prover_steps(),
+            "verifier_steps": p.verifier_steps(),
+            "elapsed_seconds": elapsed,
+            "check_seconds": check_secs,
+            "error": why,
+        }),
+        line,
+    })
+}
+
+fn check_memory(
+    a: &CheckArgs,
+    report: &ChallengeReport,
+    result: &MemResult,
+    claim: u64,
+) -> anyhow::Result<Verdict> {
+    let p = mem_params(claim, result.proof.params.lanes, a.walk_steps)?;
+    let walk = result.walk_ms as f64 / 1000.0;
+    let started = Instant::now();
+    let verdict = report
+        .check_memory(&a.seed, &p)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let check_secs = started.elapsed().as_secs_f64();
+    let why = failure(verdict, walk, a.max_walk_seconds);
+    let line = match &why {
+        None => format!(
+            "memory: ok: {claim} bytes; walk of {} reads in {walk:.2} s; checked here in {check_secs:.3} s",
+            p.walk_steps
+        ),
+        Some(e) => format!("memory: FAILED: {e}"),
+    };
+    Ok(Verdict {
+        ok: why.is_none(),
+        json: serde_json::json!({
+            "bytes": claim,
+            "walk_steps": p.walk_steps,
+            "fill_seconds": result.fill_ms as f64 / 1000.0,
+            "walk_seconds": walk,
+            "prover_hashes": p.prover_hashes(),
+            "verifier_hashes": p.verifier_hashes(),
+            "check_seconds": check_secs,
+            "error": why,
+        }),
+        line,
     })
 }

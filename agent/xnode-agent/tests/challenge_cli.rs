@@ -1,6 +1,7 @@
 //! `xnode-agent challenge run|check` end to end: an honest run checks out;
 //! a report for another seed, another claim, or edited by hand does not;
-//! malformed seeds and unknown resources are refused before any work.
+//! malformed seeds, sizes and unknown resources are refused before any
+//! work.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -128,57 +129,124 @@ fn an_honest_run_checks_out_and_nothing_else_does() {
     );
 }
 
+/// Run the agent with `args`; it must fail, saying `why` on stderr.
+fn refused<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], why: &str) {
+    let o = agent().args(args).output().unwrap();
+    assert!(!o.status.success(), "{args:?} succeeded");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains(why), "{args:?}: {e}");
+}
+
 #[test]
 fn malformed_seeds_and_unknown_resources_are_refused_before_any_work() {
-    let o = agent()
-        .args(["challenge", "run", "--seed", "abc"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("expected 64 hex digits"), "{e}");
-
-    let o = agent()
-        .args(["challenge", "run", "--seed", &seed("zz")])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not hex"));
-
-    let o = agent()
-        .args([
-            "challenge",
-            "run",
-            "--seed",
-            &seed("00"),
-            "--resources",
-            "cpu,mem",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        e.contains("\"mem\" has no challenge in this version"),
-        "{e}"
+    let zero = seed("00");
+    let run = |extra: &[&'static str]| -> Vec<String> {
+        ["challenge", "run", "--seed", zero.as_str()]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    refused(
+        &["challenge", "run", "--seed", "abc"],
+        "expected 64 hex digits",
     );
-
-    let o = agent()
-        .args(["challenge", "run", "--seed", &seed("00"), "--steps", "1000"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("multiple of segment"), "{e}");
+    refused(&["challenge", "run", "--seed", &seed("zz")], "not hex");
+    refused(
+        &run(&["--resources", "cpu,gpu"]),
+        "\"gpu\" has no challenge in this version",
+    );
+    refused(&run(&["--resources", "mem"]), "needs --memory SIZE");
+    refused(
+        &run(&["--resources", "mem", "--memory", "12Q"]),
+        "with K, M, G or T",
+    );
+    refused(&run(&["--steps", "1000"]), "multiple of segment");
 
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.json");
     std::fs::write(&junk, "{}").unwrap();
+    refused(
+        &[
+            "challenge",
+            "check",
+            "--seed",
+            &zero,
+            junk.to_str().unwrap(),
+        ],
+        "not a challenge report",
+    );
+}
+
+#[test]
+fn a_memory_proof_checks_out_against_its_claim_and_no_larger_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = seed("3c");
+    let out = dir.path().join("mem.json");
+    let o = run_ok(
+        agent()
+            .args([
+                "challenge",
+                "run",
+                "--seed",
+                &s,
+                "--resources",
+                "mem",
+                "--memory",
+                "4M",
+                "--cores",
+                "2",
+                "--walk-steps",
+                "65536",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("mem: 4194304 bytes filled"), "{stderr}");
+
+    let check = |memory: &str| {
+        let o = agent()
+            .args([
+                "challenge",
+                "check",
+                "--json",
+                "--seed",
+                &s,
+                "--walk-steps",
+                "65536",
+            ])
+            .args(["--memory", memory])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        assert_eq!(o.status.success(), v["ok"] == true, "{v}");
+        v
+    };
+    let v = check("4M");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["memory"]["bytes"], 4 << 20);
+    assert!(v.get("cpu").is_none(), "{v}");
+
+    // The same proof does not show twice the memory.
+    let v = check("8M");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["memory"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("parameters"),
+        "{v}"
+    );
+
+    // A memory proof is only checked against a stated claim.
     let o = agent()
-        .args(["challenge", "check", "--seed", &seed("00")])
-        .arg(&junk)
+        .args(["challenge", "check", "--seed", &s])
+        .arg(&out)
         .output()
         .unwrap();
     assert!(!o.status.success());
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("not a challenge report"), "{e}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give --memory SIZE"));
 }
