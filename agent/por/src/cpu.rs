@@ -146,17 +146,7 @@ pub fn sampled(params: &CpuParams, nonce: &Seed, root: &Hash) -> Vec<(u32, u64)>
     let total = u64::from(params.lanes) * per_lane;
     (0..params.samples)
         .map(|i| {
-            let mut h = Sha256::new();
-            h.update(SAMPLE_LABEL.as_bytes());
-            h.update([0u8]);
-            h.update(nonce.0);
-            h.update(root);
-            h.update(i.to_le_bytes());
-            let d: Hash = h.finalize().into();
-            let mut first = [0u8; 8];
-            first.copy_from_slice(&d[..8]);
-            // The modulo's bias is below total / 2^64: nothing to exploit.
-            let pick = u64::from_le_bytes(first) % total;
+            let pick = crate::sample(SAMPLE_LABEL, nonce, root, i, total);
             ((pick / per_lane) as u32, pick % per_lane)
         })
         .collect()

@@ -31,6 +31,23 @@ pub enum PorError {
     Rejected(String),
 }
 
+/// Sample `k` of a challenge: a number below `below`, drawn from the
+/// verifier's nonce and the prover's commitment, so the prover learns it
+/// only after committing. The modulo's bias is below `below / 2^64`.
+pub(crate) fn sample(label: &str, nonce: &Seed, root: &merkle::Hash, k: u32, below: u64) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(label.as_bytes());
+    h.update([0u8]);
+    h.update(nonce.0);
+    h.update(root);
+    h.update(k.to_le_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(b) % below
+}
+
 /// What every check starts with: the proof answers the challenge the
 /// verifier made (its parameters, seed and nonce), not one the prover chose.
 pub(crate) fn same_challenge<P: PartialEq + std::fmt::Debug>(

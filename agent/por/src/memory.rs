@@ -184,26 +184,13 @@ fn fill_lane(seed: &Seed, lane: u32, part: &mut [Hash]) {
     }
 }
 
-fn sample(label: &str, nonce: &Seed, root: &Hash, k: u32, below: u64) -> u64 {
-    let mut h = Sha256::new();
-    h.update(label.as_bytes());
-    h.update([0u8]);
-    h.update(nonce.0);
-    h.update(root);
-    h.update(k.to_le_bytes());
-    let d: Hash = h.finalize().into();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    u64::from_le_bytes(b) % below
-}
-
 /// The entries (global indices) whose derivation the nonce has checked:
 /// lane-local index 1 or more, so each has a predecessor.
 pub fn checked(params: &MemParams, nonce: &Seed, root: &Hash) -> Vec<u64> {
     let per_lane = params.per_lane();
     (0..params.checks)
         .map(|k| {
-            let pick = sample(
+            let pick = crate::sample(
                 CHECK_LABEL,
                 nonce,
                 root,
@@ -254,7 +241,7 @@ pub fn walk_sampled(params: &MemParams, nonce: &Seed, root: &Hash, walk_root: &H
         [root.as_slice(), walk_root.as_slice()].concat(),
     ));
     (0..params.walk_samples)
-        .map(|k| sample(WALK_SAMPLE_LABEL, nonce, &bound, k, params.walk_segments()))
+        .map(|k| crate::sample(WALK_SAMPLE_LABEL, nonce, &bound, k, params.walk_segments()))
         .collect()
 }
 

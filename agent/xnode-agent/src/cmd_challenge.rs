@@ -104,6 +104,22 @@ fn mem_params(bytes: u64, lanes: u32, walk_steps: Option<u64>) -> anyhow::Result
     Ok(p)
 }
 
+/// A claim over what the kernel can give now is refused before the fill:
+/// filling it would end in swap or the OOM killer, not in a proof.
+fn ensure_memory_available(bytes: u64) -> anyhow::Result<()> {
+    match probe::memory::probe(&probe::Root::host()).map(|m| m.available_bytes) {
+        Ok(Some(available)) if bytes > available => bail!(
+            "--memory {bytes}: only {available} bytes are available now (/proc/meminfo MemAvailable); \
+             free memory or claim less"
+        ),
+        Ok(Some(_)) => Ok(()),
+        Ok(None) | Err(_) => {
+            eprintln!("mem: MemAvailable is unreadable; not checking the claim against it");
+            Ok(())
+        }
+    }
+}
+
 /// "512M", "4G", "1073741824": bytes.
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -142,7 +158,11 @@ fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mem_params = match (wants("mem"), a.memory) {
         (false, _) => None,
         (true, None) => bail!("--resources mem needs --memory SIZE (the memory claimed)"),
-        (true, Some(bytes)) => Some(mem_params(bytes, cores, a.walk_steps)?),
+        (true, Some(bytes)) => {
+            let p = mem_params(bytes, cores, a.walk_steps)?;
+            ensure_memory_available(bytes)?;
+            Some(p)
+        }
     };
     let mut report = ChallengeReport {
         schema: SCHEMA.into(),

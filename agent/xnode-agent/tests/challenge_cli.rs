@@ -162,6 +162,11 @@ fn malformed_seeds_and_unknown_resources_are_refused_before_any_work() {
         "with K, M, G or T",
     );
     refused(&run(&["--steps", "1000"]), "multiple of segment");
+    // More than this machine has: refused before the fill, not OOM-killed.
+    refused(
+        &run(&["--resources", "mem", "--memory", "2T"]),
+        "bytes are available now",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.json");
