@@ -13,6 +13,8 @@ pub mod memory;
 pub mod merkle;
 pub mod report;
 pub mod seed;
+pub mod storage;
+pub mod walk;
 
 pub use seed::Seed;
 
@@ -29,6 +31,9 @@ pub enum PorError {
     /// committed to, or the proof was damaged.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// A file the prover keeps (a plot) could not be made, read or trusted.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// Sample `k` of a challenge: a number below `below`, drawn from the

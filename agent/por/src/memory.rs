@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::merkle::{self, hex_hash, Hash, Proof, Tree};
-use crate::{PorError, Seed};
+use crate::{walk, PorError, Seed};
 
 const LANE_LABEL: &str = "xnode-por/mem/lane";
 const CHECK_LABEL: &str = "xnode-por/mem/check";
@@ -163,10 +163,7 @@ fn derive(lane: u32, i: u64, prev: &Hash, parents: [&Hash; PARENTS]) -> Hash {
 }
 
 fn leaf(index: u64, entry: &Hash) -> Hash {
-    let mut data = [0u8; 40];
-    data[..8].copy_from_slice(&index.to_le_bytes());
-    data[8..].copy_from_slice(entry);
-    merkle::leaf_hash(&data)
+    merkle::indexed_leaf(index, entry)
 }
 
 /// Fill one lane's part of the table.
@@ -202,47 +199,20 @@ pub fn checked(params: &MemParams, nonce: &Seed, root: &Hash) -> Vec<u64> {
         .collect()
 }
 
-/// The walk's first state.
 fn walk_start(nonce: &Seed, root: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update(WALK_LABEL.as_bytes());
-    h.update([0u8]);
-    h.update(nonce.0);
-    h.update(root);
-    h.finalize().into()
+    walk::start(WALK_LABEL, nonce, root)
 }
 
-/// The entry (global index) a walk state reads.
-fn walk_index(state: &Hash, entries: u64) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&state[..8]);
-    u64::from_le_bytes(b) % entries
-}
-
-fn walk_step(state: &Hash, entry: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update(state);
-    h.update(entry);
-    h.finalize().into()
-}
-
-fn walk_leaf(segment: u64, state: &Hash) -> Hash {
-    let mut data = [0u8; 40];
-    data[..8].copy_from_slice(&segment.to_le_bytes());
-    data[8..].copy_from_slice(state);
-    merkle::leaf_hash(&data)
-}
-
-/// The walk segments the verifier re-walks: drawn from the nonce and both
-/// commitments, so they are fixed only once the walk is.
+/// The walk segments the verifier re-walks.
 pub fn walk_sampled(params: &MemParams, nonce: &Seed, root: &Hash, walk_root: &Hash) -> Vec<u64> {
-    let mut bound = [0u8; 32];
-    bound.copy_from_slice(&Sha256::digest(
-        [root.as_slice(), walk_root.as_slice()].concat(),
-    ));
-    (0..params.walk_samples)
-        .map(|k| crate::sample(WALK_SAMPLE_LABEL, nonce, &bound, k, params.walk_segments()))
-        .collect()
+    walk::sampled(
+        WALK_SAMPLE_LABEL,
+        nonce,
+        (root, walk_root),
+        params.walk_samples,
+        params.walk_segments(),
+        0,
+    )
 }
 
 /// An entry with its Merkle proof.
@@ -264,13 +234,8 @@ pub struct DerivationOpening {
 /// the walk's tree, and every entry it reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalkOpening {
-    pub segment: u64,
-    #[serde(with = "hex_hash")]
-    pub start: Hash,
-    #[serde(with = "hex_hash")]
-    pub end: Hash,
-    pub start_proof: Proof,
-    pub end_proof: Proof,
+    #[serde(flatten)]
+    pub states: walk::Segment,
     pub reads: Vec<EntryOpening>,
 }
 
@@ -385,7 +350,7 @@ impl MemCommitment {
         states.push(state);
         for _ in 0..self.params.walk_segments() {
             for _ in 0..self.params.walk_segment {
-                state = walk_step(&state, &self.table[walk_index(&state, entries) as usize]);
+                state = walk::step(&state, &self.table[walk::index(&state, entries) as usize]);
             }
             states.push(state);
         }
@@ -416,14 +381,7 @@ impl MemCommitment {
                 }
             })
             .collect();
-        let walk_tree = Tree::new(
-            states
-                .iter()
-                .enumerate()
-                .map(|(j, s)| walk_leaf(j as u64, s))
-                .collect(),
-        )
-        .unwrap_or_else(|| unreachable!("a walk has a start"));
+        let walk_tree = walk::tree(states);
         let walk_root = walk_tree.root();
         let walk = walk_sampled(&self.params, nonce, &root, &walk_root)
             .into_iter()
@@ -431,22 +389,13 @@ impl MemCommitment {
                 let mut state = states[j as usize];
                 let reads = (0..self.params.walk_segment)
                     .map(|_| {
-                        let o = self.open_entry(walk_index(&state, entries));
-                        state = walk_step(&state, &o.value);
+                        let o = self.open_entry(walk::index(&state, entries));
+                        state = walk::step(&state, &o.value);
                         o
                     })
                     .collect();
-                let proof = |i: u64| {
-                    walk_tree
-                        .prove(i as usize)
-                        .unwrap_or_else(|| unreachable!("a sampled segment is in the walk"))
-                };
                 WalkOpening {
-                    segment: j,
-                    start: states[j as usize],
-                    end: states[j as usize + 1],
-                    start_proof: proof(j),
-                    end_proof: proof(j + 1),
+                    states: walk::Segment::open(&walk_tree, states, j),
                     reads,
                 }
             })
@@ -535,7 +484,6 @@ pub fn check(
             return reject(format!("lane {lane} does not start from the seed"));
         }
     }
-    let segments = params.walk_segments() as usize + 1;
     let want = walk_sampled(params, nonce, &proof.root, &proof.walk_root);
     if proof.walk.len() != want.len() {
         return reject(format!(
@@ -545,26 +493,13 @@ pub fn check(
         ));
     }
     for (w, j) in proof.walk.iter().zip(want) {
-        if w.segment != j {
-            return reject(format!(
-                "walk segment {} opened, the nonce sampled {j}",
-                w.segment
-            ));
-        }
-        let in_walk = |i: u64, s: &Hash, p: &Proof| {
-            merkle::verify(&proof.walk_root, segments, i as usize, &walk_leaf(i, s), p)
-        };
-        if !in_walk(j, &w.start, &w.start_proof) || !in_walk(j + 1, &w.end, &w.end_proof) {
-            return reject(format!(
-                "walk segment {j}: a state is not in the walk's commitment"
-            ));
-        }
-        if j == 0 && w.start != walk_start(nonce, &proof.root) {
-            return reject("the walk does not start from the nonce".into());
-        }
-        if j + 1 == params.walk_segments() && w.end != proof.walk_end {
-            return reject("the walk's last segment does not end at its end".into());
-        }
+        w.states.check_place(
+            j,
+            params.walk_segments(),
+            &proof.walk_root,
+            &walk_start(nonce, &proof.root),
+            &proof.walk_end,
+        )?;
         if w.reads.len() as u64 != params.walk_segment {
             return reject(format!(
                 "walk segment {j}: {} reads, not {}",
@@ -572,9 +507,9 @@ pub fn check(
                 params.walk_segment
             ));
         }
-        let mut state = w.start;
+        let mut state = w.states.start;
         for o in &w.reads {
-            let at = walk_index(&state, params.entries());
+            let at = walk::index(&state, params.entries());
             if o.index != at {
                 return reject(format!(
                     "walk segment {j}: read entry {}, the walk reads {at}",
@@ -587,9 +522,9 @@ pub fn check(
                     o.index
                 ));
             }
-            state = walk_step(&state, &o.value);
+            state = walk::step(&state, &o.value);
         }
-        if state != w.end {
+        if state != w.states.end {
             return reject(format!(
                 "walk segment {j}: re-walked, it does not end at its committed state"
             ));
@@ -712,7 +647,7 @@ mod tests {
         let known = |e: u64, have: &HashSet<u64>| e % per_lane == 0 || kept(e) || have.contains(&e);
         let mut state = walk_start(nonce, &work.root());
         for _ in 0..steps {
-            let target = walk_index(&state, entries);
+            let target = walk::index(&state, entries);
             let mut stack = vec![target];
             while let Some(e) = stack.pop() {
                 if known(e, &have) {
@@ -739,7 +674,7 @@ mod tests {
                     stack.extend(missing);
                 }
             }
-            state = walk_step(&state, &table[target as usize]);
+            state = walk::step(&state, &table[target as usize]);
         }
         spent
     }
@@ -810,7 +745,7 @@ mod tests {
         assert!(err.to_string().contains("not in the commitment"), "{err}");
 
         let mut p = good.clone();
-        p.walk[5].end[0] ^= 1;
+        p.walk[5].states.end[0] ^= 1;
         let err = check(&p, &params, &seed, &n).unwrap_err();
         assert!(
             err.to_string().contains("not in the walk's commitment"),

@@ -18,6 +18,14 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     h.finalize().into()
 }
 
+/// The leaf of a value at an index: `leaf_hash(index LE ‖ value)`.
+pub fn indexed_leaf(index: u64, value: &Hash) -> Hash {
+    let mut data = [0u8; 40];
+    data[..8].copy_from_slice(&index.to_le_bytes());
+    data[8..].copy_from_slice(value);
+    leaf_hash(&data)
+}
+
 fn node_hash(left: &Hash, right: &Hash) -> Hash {
     let mut h = Sha256::new();
     h.update([1u8]);

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cpu::{self, CpuParams, CpuProof, CpuVerdict};
 use crate::memory::{self, MemParams, MemProof, MemVerdict};
+use crate::storage::{self, DiskParams, DiskProof, DiskVerdict};
 use crate::{PorError, Seed};
 
 pub const SCHEMA: &str = "xnode.challenge/v1";
@@ -17,6 +18,23 @@ pub struct ChallengeReport {
     pub cpu: Option<CpuResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskResult {
+    /// Making the plot, when this run made it; absent when the run walked
+    /// a plot made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plot_ms: Option<u64>,
+    /// The walk: what the time bound applies to.
+    pub walk_ms: u64,
+    /// The part of the walk spent in disk reads.
+    pub read_ms: u64,
+    /// Whether the reads went past the page cache (O_DIRECT).
+    pub direct_io: bool,
+    pub proof: DiskProof,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +96,23 @@ impl ChallengeReport {
         cpu::check(&result.proof, params, seed, &nonce)
     }
 
+    /// Check the storage proof: a walk of the plot seeded by `plot_seed`
+    /// from the report's seed (the plot was committed before it, or was
+    /// made from it).
+    pub fn check_disk(
+        &self,
+        seed: &Seed,
+        params: &DiskParams,
+        plot_seed: &Seed,
+    ) -> Result<DiskVerdict, PorError> {
+        self.answers(seed)?;
+        let result = self
+            .disk
+            .as_ref()
+            .ok_or_else(|| PorError::Rejected("the report has no storage proof".into()))?;
+        storage::check(&result.proof, params, plot_seed, seed)
+    }
+
     /// Check the memory proof made with a self-derived nonce.
     pub fn check_memory(&self, seed: &Seed, params: &MemParams) -> Result<MemVerdict, PorError> {
         self.answers(seed)?;
@@ -117,6 +152,7 @@ mod tests {
                 proof: work.open(&nonce),
             }),
             memory: None,
+            disk: None,
         }
     }
 

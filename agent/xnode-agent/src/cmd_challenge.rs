@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use por::cpu::{self, CpuParams};
 use por::memory::{self, MemParams};
-use por::report::{mem_self_nonce, ChallengeReport, CpuResult, MemResult, SCHEMA};
+use por::report::{mem_self_nonce, ChallengeReport, CpuResult, DiskResult, MemResult, SCHEMA};
+use por::storage::{DiskParams, Plot};
 use por::Seed;
 
 #[derive(Debug, clap::Subcommand)]
@@ -22,14 +23,14 @@ pub enum ChallengeCommand {
 }
 
 /// The resources a challenge covers in this version.
-const RESOURCES: &[&str] = &["cpu", "mem"];
+const RESOURCES: &[&str] = &["cpu", "mem", "disk"];
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The verifier's seed: 64 hex digits, fresh for each challenge.
     #[arg(long)]
     seed: Seed,
-    /// Resources to prove, comma-separated. Available: cpu, mem.
+    /// Resources to prove, comma-separated. Available: cpu, mem, disk.
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     resources: Vec<String>,
     /// Cores claimed: one lane each (default: every online CPU).
@@ -44,6 +45,17 @@ pub struct RunArgs {
     /// Reads in the memory walk (default 2^22).
     #[arg(long)]
     walk_steps: Option<u64>,
+    /// Storage claimed, in bytes or with a K, M, G or T suffix (needed with disk).
+    #[arg(long, value_parser = parse_size)]
+    disk: Option<u64>,
+    /// The plot file (needed with disk): made on the first run, walked by later ones.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The seed to make a new plot from (default: --seed); an existing plot must have it.
+    #[arg(long)]
+    plot_seed: Option<Seed>,
+    #[command(flatten)]
+    disk_shape: DiskShape,
     /// Where to write the report ("-": standard output).
     #[arg(long, default_value = "-")]
     out: PathBuf,
@@ -74,9 +86,58 @@ pub struct CheckArgs {
     /// Fail when the memory walk took longer than this by the prover's own clock.
     #[arg(long)]
     max_walk_seconds: Option<f64>,
+    /// Storage claimed (bytes, or with a K, M, G or T suffix); checks the storage proof.
+    #[arg(long, value_parser = parse_size)]
+    disk: Option<u64>,
+    /// The seed the node's plot was made from (default: --seed).
+    #[arg(long)]
+    plot_seed: Option<Seed>,
+    #[command(flatten)]
+    disk_shape: DiskShape,
+    /// Fail when the storage walk took longer than this by the prover's own
+    /// clock (default: the protocol's bound for the parameters).
+    #[arg(long)]
+    max_disk_walk_seconds: Option<f64>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The storage challenge's parameters, where the defaults do not serve.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DiskShape {
+    /// Bytes per plot label (default 256K; a multiple of 4096).
+    #[arg(long, value_parser = parse_size)]
+    label_bytes: Option<u64>,
+    /// Mixing passes over each label (default 10).
+    #[arg(long)]
+    passes: Option<u32>,
+    /// Label reads in the storage walk (default 2^18).
+    #[arg(long)]
+    disk_walk_steps: Option<u64>,
+    /// Hashes between the walk's commitment and its samples (default 2^20).
+    #[arg(long)]
+    sampling_work: Option<u64>,
+}
+
+impl DiskShape {
+    fn params(self, bytes: u64) -> anyhow::Result<DiskParams> {
+        let mut p = DiskParams::for_claim(bytes);
+        if let Some(l) = self.label_bytes {
+            p.plot.label_bytes = l;
+        }
+        if let Some(n) = self.passes {
+            p.plot.passes = n;
+        }
+        if let Some(w) = self.disk_walk_steps {
+            p.walk_steps = w;
+        }
+        if let Some(w) = self.sampling_work {
+            p.sampling_work = w;
+        }
+        p.validate()?;
+        Ok(p)
+    }
 }
 
 pub fn run(cmd: ChallengeCommand) -> anyhow::Result<ExitCode> {
@@ -164,17 +225,35 @@ fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
             Some(p)
         }
     };
+    let disk = match (wants("disk"), a.disk, &a.plot) {
+        (false, _, _) => None,
+        (true, None, _) => bail!("--resources disk needs --disk SIZE (the storage claimed)"),
+        (true, _, None) => bail!("--resources disk needs --plot PATH (where the plot is kept)"),
+        (true, Some(bytes), Some(path)) => Some((a.disk_shape.params(bytes)?, path.clone())),
+    };
     let mut report = ChallengeReport {
         schema: SCHEMA.into(),
         seed: a.seed,
         cpu: None,
         memory: None,
+        disk: None,
     };
     if let Some(p) = cpu_params {
         report.cpu = Some(run_cpu(&p, &a.seed)?);
     }
     if let Some(p) = mem_params {
         report.memory = Some(run_memory(&p, &a.seed)?);
+    }
+    if let Some((p, path)) = disk {
+        let plot_seed = a.plot_seed.unwrap_or(a.seed);
+        report.disk = Some(run_disk(
+            &p,
+            &path,
+            a.plot_seed,
+            &plot_seed,
+            cores,
+            &a.seed,
+        )?);
     }
     crate::write_out(&a.out, &serde_json::to_vec_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)
@@ -237,6 +316,81 @@ fn run_memory(p: &MemParams, seed: &Seed) -> anyhow::Result<MemResult> {
     })
 }
 
+/// Walk the plot at `path`, making it first when it is not there. An
+/// existing plot must have the claim's shape and, when `wanted_seed` is
+/// given, that seed; it is never replaced.
+fn run_disk(
+    p: &DiskParams,
+    path: &std::path::Path,
+    wanted_seed: Option<Seed>,
+    new_seed: &Seed,
+    threads: u32,
+    nonce: &Seed,
+) -> anyhow::Result<DiskResult> {
+    let (plot, plot_ms) = if Plot::header_path(path).exists() {
+        let plot = Plot::open(path)?;
+        let h = plot.header();
+        if h.params != p.plot {
+            bail!(
+                "{} holds a plot of {}; this claim is {}: remove the plot (and its .json and .leaves) to plot again",
+                path.display(),
+                h.params,
+                p.plot
+            );
+        }
+        if let Some(s) = wanted_seed.filter(|s| *s != h.seed) {
+            bail!(
+                "{} holds a plot made from seed {}, not --plot-seed {s}",
+                path.display(),
+                h.seed
+            );
+        }
+        eprintln!(
+            "disk: walking the plot at {} (made from seed {})",
+            path.display(),
+            h.seed
+        );
+        (plot, None)
+    } else {
+        let (plot, took) = with_progress("disk plot", p.plot.labels(), |progress| {
+            Plot::create(path, new_seed, &p.plot, threads, progress)
+        });
+        let plot = plot?;
+        eprintln!(
+            "disk: {} bytes plotted at {} in {:.2} s ({:.1} MB/s)",
+            p.plot.bytes,
+            path.display(),
+            took.as_secs_f64(),
+            p.plot.bytes as f64 / took.as_secs_f64().max(1e-9) / 1e6
+        );
+        (plot, Some(took.as_millis() as u64))
+    };
+    let (walked, took) = with_progress("disk walk", p.walk_steps, |progress| {
+        plot.walk(nonce, p.walk_steps, progress)
+    });
+    let walked = walked?;
+    eprintln!(
+        "disk: {} label reads in {:.2} s ({:.0} µs a step, {:.0} µs reading; bound {:.0} µs){}",
+        p.walk_steps,
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / p.walk_steps as f64,
+        walked.reading.as_secs_f64() * 1e6 / p.walk_steps as f64,
+        p.walk_bound().as_secs_f64() * 1e6 / p.walk_steps as f64,
+        if walked.direct {
+            ""
+        } else {
+            "; through the page cache: this file system refuses O_DIRECT"
+        }
+    );
+    Ok(DiskResult {
+        plot_ms,
+        walk_ms: took.as_millis() as u64,
+        read_ms: walked.reading.as_millis() as u64,
+        direct_io: walked.direct,
+        proof: plot.open_walked(p, nonce, &walked.states),
+    })
+}
+
 /// A bar on a terminal; a line every 10 s otherwise (a log).
 fn show_progress(what: &str, done: &AtomicU64, total: u64, finished: &AtomicBool, start: Instant) {
     let tty = std::io::stderr().is_terminal();
@@ -276,7 +430,7 @@ struct Verdict {
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let report = ChallengeReport::parse(&bytes).with_context(|| a.file.display().to_string())?;
-    if report.cpu.is_none() && report.memory.is_none() {
+    if report.cpu.is_none() && report.memory.is_none() && report.disk.is_none() {
         bail!("{}: the report has no proof in it", a.file.display());
     }
     let mut verdicts = serde_json::Map::new();
@@ -299,6 +453,19 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             "the report has a memory proof: give --memory SIZE (the claim to check it against)"
         ),
         (None, Some(_)) => bail!("--memory: the report has no memory proof"),
+        (None, None) => {}
+    }
+    match (&report.disk, a.disk) {
+        (Some(result), Some(claim)) => {
+            let v = check_disk(&a, &report, result, claim)?;
+            all_ok &= v.ok;
+            lines.push(v.line);
+            verdicts.insert("disk".into(), v.json);
+        }
+        (Some(_), None) => bail!(
+            "the report has a storage proof: give --disk SIZE (the claim to check it against)"
+        ),
+        (None, Some(_)) => bail!("--disk: the report has no storage proof"),
         (None, None) => {}
     }
     if a.json {
@@ -394,6 +561,53 @@ fn check_memory(
             "walk_seconds": walk,
             "prover_hashes": p.prover_hashes(),
             "verifier_hashes": p.verifier_hashes(),
+            "check_seconds": check_secs,
+            "error": why,
+        }),
+        line,
+    })
+}
+
+fn check_disk(
+    a: &CheckArgs,
+    report: &ChallengeReport,
+    result: &DiskResult,
+    claim: u64,
+) -> anyhow::Result<Verdict> {
+    let p = a.disk_shape.params(claim)?;
+    let plot_seed = a.plot_seed.unwrap_or(a.seed);
+    let walk = result.walk_ms as f64 / 1000.0;
+    let bound = a
+        .max_disk_walk_seconds
+        .unwrap_or_else(|| p.walk_bound().as_secs_f64());
+    let started = Instant::now();
+    let verdict = report
+        .check_disk(&a.seed, &p, &plot_seed)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let check_secs = started.elapsed().as_secs_f64();
+    let why = failure(verdict, walk, Some(bound));
+    let line = match &why {
+        None => format!(
+            "disk: ok: {claim} bytes plotted from seed {plot_seed}; walk of {} label reads in {walk:.2} s (bound {bound:.2} s); {} labels remade here in {check_secs:.3} s",
+            p.walk_steps, p.walk_samples
+        ),
+        Some(e) => format!("disk: FAILED: {e}"),
+    };
+    Ok(Verdict {
+        ok: why.is_none(),
+        json: serde_json::json!({
+            "bytes": claim,
+            "plot_seed": plot_seed.to_string(),
+            "plot_root": hex::encode(result.proof.plot_root),
+            "walk_steps": p.walk_steps,
+            "plot_seconds": result.plot_ms.map(|ms| ms as f64 / 1000.0),
+            "walk_seconds": walk,
+            "read_seconds": result.read_ms as f64 / 1000.0,
+            "direct_io": result.direct_io,
+            "bound_seconds": bound,
+            "prover_blocks": p.prover_blocks(),
+            "verifier_blocks": p.verifier_blocks(),
             "check_seconds": check_secs,
             "error": why,
         }),

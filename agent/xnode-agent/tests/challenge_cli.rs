@@ -255,3 +255,161 @@ fn a_memory_proof_checks_out_against_its_claim_and_no_larger_one() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("give --memory SIZE"));
 }
+
+/// A storage claim small enough for a test: 4 MiB in 16 KiB labels.
+const DISK_SHAPE: [&str; 8] = [
+    "--label-bytes",
+    "16K",
+    "--passes",
+    "2",
+    "--disk-walk-steps",
+    "1024",
+    "--sampling-work",
+    "16",
+];
+
+fn run_disk(
+    plot: &std::path::Path,
+    s: &str,
+    claim: &str,
+    out: &std::path::Path,
+) -> std::process::Output {
+    agent()
+        .args([
+            "challenge",
+            "run",
+            "--seed",
+            s,
+            "--resources",
+            "disk",
+            "--cores",
+            "2",
+        ])
+        .args(["--disk", claim])
+        .args(DISK_SHAPE)
+        .arg("--plot")
+        .arg(plot)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+fn check_disk(file: &std::path::Path, s: &str, extra: &[&str]) -> serde_json::Value {
+    let o = agent()
+        .args(["challenge", "check", "--json", "--seed", s])
+        .args(DISK_SHAPE)
+        .args(extra)
+        .arg(file)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.success(), v["ok"] == true, "{v}");
+    v
+}
+
+#[test]
+fn a_plot_is_made_once_walked_by_later_challenges_and_checked_against_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("plot");
+    let (first, later) = (seed("a1"), seed("b2"));
+    // Debug builds hash slowly: the tests set a bound of their own; the
+    // protocol's default bound is checked in the library's tests.
+    let slack = ["--max-disk-walk-seconds", "600"];
+
+    let out1 = dir.path().join("first.json");
+    let o = run_disk(&plot, &first, "4M", &out1);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("disk: 4194304 bytes plotted"), "{stderr}");
+    let v = check_disk(&out1, &first, &[&["--disk", "4M"][..], &slack].concat());
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["disk"]["walk_steps"], 1024);
+    assert!(v["disk"]["plot_seconds"].is_number(), "{v}");
+
+    // A later challenge walks the same plot from its own seed.
+    let out2 = dir.path().join("later.json");
+    let o = run_disk(&plot, &later, "4M", &out2);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("walking the plot"), "{stderr}");
+    let plot_seed = ["--plot-seed", first.as_str()];
+    let v = check_disk(
+        &out2,
+        &later,
+        &[&["--disk", "4M"][..], &slack, &plot_seed].concat(),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["disk"]["plot_seconds"].is_null(), "{v}");
+
+    // Checked as a plot made from the later seed, or against twice the
+    // claim, or against a bound it did not meet: it fails, saying why.
+    let v = check_disk(&out2, &later, &[&["--disk", "4M"][..], &slack].concat());
+    let why = v["disk"]["error"].as_str().unwrap().to_string();
+    assert!(why.contains("a plot made from seed a1a1"), "{v}");
+    let v = check_disk(
+        &out2,
+        &later,
+        &[&["--disk", "8M"][..], &slack, &plot_seed].concat(),
+    );
+    assert!(
+        v["disk"]["error"].as_str().unwrap().contains("parameters"),
+        "{v}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out2).unwrap()).unwrap();
+    if report["disk"]["walk_ms"].as_u64().unwrap() > 0 {
+        let v = check_disk(
+            &out2,
+            &later,
+            &[
+                "--disk",
+                "4M",
+                "--max-disk-walk-seconds",
+                "0.0001",
+                plot_seed[0],
+                plot_seed[1],
+            ],
+        );
+        assert!(
+            v["disk"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("over the bound"),
+            "{v}"
+        );
+    }
+
+    // A larger claim does not replace the plot; the plot still proves.
+    let before = std::fs::read(&plot).unwrap();
+    let o = run_disk(&plot, &later, "8M", &dir.path().join("none.json"));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("holds a plot of 4194304 bytes"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&plot).unwrap(), before);
+    assert!(!dir.path().join("none.json").exists());
+
+    let disk_run = |extra: &[&str]| -> Vec<String> {
+        ["challenge", "run", "--seed", &first, "--resources", "disk"]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    refused(&disk_run(&["--disk", "4M"]), "needs --plot PATH");
+    refused(&disk_run(&["--plot", "p"]), "needs --disk SIZE");
+    refused(
+        &disk_run(&["--disk", "4M", "--plot", "p", "--label-bytes", "1000"]),
+        "multiple of 4096",
+    );
+    let o = agent()
+        .args(["challenge", "check", "--seed", &later])
+        .arg(&out2)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give --disk SIZE"));
+}
