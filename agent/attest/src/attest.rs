@@ -29,6 +29,9 @@ pub struct AttestOptions {
     pub freshness: Freshness,
     pub pcrs: Vec<u8>,
     pub event_log: PathBuf,
+    /// A proof-of-resource report (`xnode-agent challenge run
+    /// --for-attestation`) to carry in the report.
+    pub capacity: Option<Vec<u8>>,
 }
 
 /// What `attest` made, and what the operator should be told.
@@ -86,6 +89,14 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
     };
     // A TPM that is plainly absent fails before anything is written.
     crate::tpm::tcti_conf(&opts.tcti)?;
+    let fresh = match &opts.freshness {
+        Freshness::Nonce(n) | Freshness::Beacon(n) => n,
+    };
+    let capacity = opts
+        .capacity
+        .as_deref()
+        .map(|bytes| capacity_for(bytes, fresh))
+        .transpose()?;
     let (identity, created_identity) = NodeIdentity::load_or_create(&opts.state_dir)?;
 
     // The TPM section first, before the TPM is opened (a swtpm socket serves
@@ -147,6 +158,7 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
         software_tpm,
         inventory: serde_json::value::to_raw_value(&inventory)
             .map_err(|e| AttestError::Invalid(e.to_string()))?,
+        capacity,
     };
     // Serialized once: these exact bytes are signed, quoted and shipped.
     let report_bytes =
@@ -189,6 +201,29 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
         created_ak: tpm.ak_created,
         has_ek_certificate: tpm.ek_certificate.is_some(),
     })
+}
+
+/// The proof-of-resource report to embed, checked first as a verifier
+/// would: a report that would fail there is refused here, with why.
+fn capacity_for(
+    bytes: &[u8],
+    freshness: &[u8],
+) -> Result<Box<serde_json::value::RawValue>, AttestError> {
+    let invalid = |why: String| AttestError::Invalid(format!("--capacity: {why}"));
+    let proofs = por::report::ChallengeReport::parse(bytes).map_err(|e| invalid(e.to_string()))?;
+    let seed = por::report::attestation_seed(freshness);
+    if proofs.seed != seed {
+        return Err(invalid(format!(
+            "the proofs answer seed {}; for this nonce or beacon they must answer {seed} \
+             (xnode-agent challenge run --for-attestation {})",
+            proofs.seed,
+            hex::encode(freshness)
+        )));
+    }
+    proofs
+        .check_claimed(&seed)
+        .map_err(|e| invalid(format!("the proofs do not check out: {e}")))?;
+    serde_json::value::to_raw_value(&proofs).map_err(|e| invalid(e.to_string()))
 }
 
 /// The prover's own computation of the qualifying data (the verifier has

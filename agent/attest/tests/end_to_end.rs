@@ -101,6 +101,7 @@ fn a_blank_tpm_without_ek_certificate_attests_but_cannot_be_traced() {
         freshness: attest::Freshness::Beacon(vec![0xBE; 32]),
         pcrs: vec![0, 7],
         event_log: tpm.path().join("none"),
+        capacity: None,
     };
     let out = attest::attest(&opts).expect("attest");
     assert!(!out.has_ek_certificate);
@@ -134,6 +135,7 @@ fn no_tpm_is_one_clear_error_and_writes_nothing() {
         freshness: attest::Freshness::Nonce(vec![1]),
         pcrs: vec![0],
         event_log: dir.path().join("none"),
+        capacity: None,
     };
     let err = attest::attest(&opts).unwrap_err().to_string();
     assert!(

@@ -10,6 +10,18 @@ use crate::{PorError, Seed};
 
 pub const SCHEMA: &str = "xnode.challenge/v1";
 
+/// The seed of proofs carried in an attestation report: derived from the
+/// report's freshness (the verifier's nonce or a beacon), so the work was
+/// done after that was known, and the report's signature and TPM quote
+/// bind the proofs to the node with its inventory.
+pub fn attestation_seed(freshness: &[u8]) -> Seed {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"xnode-por/attestation\0");
+    h.update(freshness);
+    Seed(h.finalize().into())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeReport {
     pub schema: String,
@@ -113,6 +125,55 @@ impl ChallengeReport {
         storage::check(&result.proof, params, plot_seed, seed)
     }
 
+    /// Check every proof in the report against the protocols' default
+    /// parameters for the amount it claims (its lanes, bytes or plot), and
+    /// the storage walk against its bound: one line per resource. What
+    /// the amounts are worth is the caller's to judge, with the inventory.
+    pub fn check_claimed(&self, seed: &Seed) -> Result<Vec<String>, PorError> {
+        let mut lines = Vec::new();
+        if let Some(r) = &self.cpu {
+            let p = CpuParams::for_cores(r.proof.params.lanes);
+            self.check_cpu(seed, &p)?;
+            lines.push(format!(
+                "cpu: {} core(s), {} steps a lane in {:.2} s",
+                p.lanes,
+                p.steps_per_lane,
+                r.elapsed_ms as f64 / 1000.0
+            ));
+        }
+        if let Some(r) = &self.memory {
+            let p = MemParams::for_claim(r.proof.params.bytes, r.proof.params.lanes);
+            self.check_memory(seed, &p)?;
+            lines.push(format!(
+                "memory: {} bytes, a walk of {} reads in {:.2} s",
+                p.bytes,
+                p.walk_steps,
+                r.walk_ms as f64 / 1000.0
+            ));
+        }
+        if let Some(r) = &self.disk {
+            let p = DiskParams::for_claim(r.proof.params.plot.bytes);
+            self.check_disk(seed, &p, &r.proof.plot_seed)?;
+            let (walk, bound) = (r.walk_ms as f64 / 1000.0, p.walk_bound().as_secs_f64());
+            if walk > bound {
+                return Err(PorError::Rejected(format!(
+                    "the storage walk took {walk:.2} s, over the bound of {bound:.2} s"
+                )));
+            }
+            lines.push(format!(
+                "storage: {} bytes, plot {} from seed {}, a walk of {} reads in {walk:.2} s (bound {bound:.2} s)",
+                p.plot.bytes,
+                hex::encode(r.proof.plot_root),
+                r.proof.plot_seed,
+                p.walk_steps
+            ));
+        }
+        if lines.is_empty() {
+            return Err(PorError::Rejected("the report has no proof in it".into()));
+        }
+        Ok(lines)
+    }
+
     /// Check the memory proof made with a self-derived nonce.
     pub fn check_memory(&self, seed: &Seed, params: &MemParams) -> Result<MemVerdict, PorError> {
         self.answers(seed)?;
@@ -162,6 +223,38 @@ mod tests {
         let bytes = serde_json::to_vec(&report(seed)).unwrap();
         let back = ChallengeReport::parse(&bytes).unwrap();
         back.check_cpu(&seed, &params()).unwrap();
+    }
+
+    #[test]
+    fn claimed_amounts_are_checked_at_the_default_parameters() {
+        // One lane at the defaults (2^24 steps): the check names the amount.
+        let seed = attestation_seed(b"a verifier's nonce");
+        let p = CpuParams::for_cores(1);
+        let work = cpu::commit(&p, &seed, &AtomicU64::new(0)).unwrap();
+        let mut r = ChallengeReport {
+            schema: SCHEMA.into(),
+            seed,
+            cpu: Some(CpuResult {
+                elapsed_ms: 1000,
+                proof: work.open(&cpu::self_nonce(&seed, &work.root())),
+            }),
+            memory: None,
+            disk: None,
+        };
+        let lines = r.check_claimed(&seed).unwrap();
+        assert_eq!(lines, ["cpu: 1 core(s), 16777216 steps a lane in 1.00 s"]);
+        let err = r
+            .check_claimed(&attestation_seed(b"another nonce"))
+            .unwrap_err();
+        assert!(err.to_string().contains("answers seed"), "{err}");
+
+        // Proofs at lighter parameters than the defaults prove nothing here.
+        r.cpu = report(seed).cpu;
+        let err = r.check_claimed(&seed).unwrap_err();
+        assert!(err.to_string().contains("parameters"), "{err}");
+        r.cpu = None;
+        let err = r.check_claimed(&seed).unwrap_err();
+        assert!(err.to_string().contains("no proof in it"), "{err}");
     }
 
     #[test]

@@ -298,7 +298,32 @@ fn verify_into(run: &mut Run, bytes: &[u8], policy: &Policy) -> Option<Report> {
         }
         None => run.skip("event_log", "the envelope carries no event log"),
     }
+    match &report.capacity {
+        Some(raw) => {
+            run.record("capacity", capacity(&report, raw.get()));
+        }
+        None => run.skip("capacity", "the report carries no proof of resource"),
+    }
     Some(report)
+}
+
+/// The proofs of resource in the report answer a seed derived from its
+/// freshness and check out at the protocols' default parameters.
+fn capacity(report: &Report, raw: &str) -> Result<String, String> {
+    let fresh =
+        format::unhex("freshness.value", &report.freshness.value).map_err(|e| e.to_string())?;
+    let seed = por::report::attestation_seed(&fresh);
+    let proofs = por::report::ChallengeReport::parse(raw.as_bytes()).map_err(|e| e.to_string())?;
+    if proofs.seed != seed {
+        return Err(format!(
+            "the proofs answer seed {}, not {seed}, the one this report's freshness gives: they were made for another attestation",
+            proofs.seed
+        ));
+    }
+    proofs
+        .check_claimed(&seed)
+        .map(|lines| lines.join("; "))
+        .map_err(|e| e.to_string())
 }
 
 fn check_node_identity(run: &mut Run, env: &Envelope, report: &Report) -> Option<[u8; 32]> {

@@ -81,6 +81,10 @@ pub struct Report {
     /// exact JSON it arrived as: the verifier checks signatures over it and
     /// leaves its interpretation to the caller.
     pub inventory: Box<serde_json::value::RawValue>,
+    /// Proof of resource (an `xnode.challenge/v1` report) whose seed is
+    /// derived from `freshness`, kept as the exact JSON it arrived as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

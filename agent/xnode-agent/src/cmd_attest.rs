@@ -46,6 +46,10 @@ pub struct AttestArgs {
         default_value = "/sys/kernel/security/tpm0/binary_bios_measurements"
     )]
     event_log: PathBuf,
+    /// A proof-of-resource report to carry in the attestation, made with
+    /// `challenge run --for-attestation` and this nonce or beacon.
+    #[arg(long)]
+    capacity: Option<PathBuf>,
     /// Where to write the envelope ("-" for stdout).
     #[arg(long, short, default_value = "-")]
     out: PathBuf,
@@ -97,6 +101,11 @@ pub fn attest(args: AttestArgs) -> anyhow::Result<ExitCode> {
         freshness,
         pcrs: args.pcrs,
         event_log: args.event_log,
+        capacity: args
+            .capacity
+            .as_ref()
+            .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
+            .transpose()?,
     };
     let out = attest::attest(&opts)?;
     if out.software_tpm {

@@ -28,8 +28,12 @@ const RESOURCES: &[&str] = &["cpu", "mem", "disk"];
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The verifier's seed: 64 hex digits, fresh for each challenge.
-    #[arg(long)]
-    seed: Seed,
+    #[arg(long, required_unless_present = "for_attestation")]
+    seed: Option<Seed>,
+    /// Derive the seed from the nonce or beacon (hex) of the attestation
+    /// that will carry the report (`attest --capacity`).
+    #[arg(long, conflicts_with = "seed")]
+    for_attestation: Option<crate::Hex>,
     /// Resources to prove, comma-separated. Available: cpu, mem, disk.
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     resources: Vec<String>,
@@ -199,6 +203,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let seed = match (&a.seed, &a.for_attestation) {
+        (Some(s), _) => *s,
+        (None, Some(fresh)) => por::report::attestation_seed(&fresh.0),
+        (None, None) => bail!("give --seed HEX or --for-attestation HEX"),
+    };
     for r in &a.resources {
         if !RESOURCES.contains(&r.as_str()) {
             bail!(
@@ -233,27 +242,20 @@ fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut report = ChallengeReport {
         schema: SCHEMA.into(),
-        seed: a.seed,
+        seed,
         cpu: None,
         memory: None,
         disk: None,
     };
     if let Some(p) = cpu_params {
-        report.cpu = Some(run_cpu(&p, &a.seed)?);
+        report.cpu = Some(run_cpu(&p, &seed)?);
     }
     if let Some(p) = mem_params {
-        report.memory = Some(run_memory(&p, &a.seed)?);
+        report.memory = Some(run_memory(&p, &seed)?);
     }
     if let Some((p, path)) = disk {
-        let plot_seed = a.plot_seed.unwrap_or(a.seed);
-        report.disk = Some(run_disk(
-            &p,
-            &path,
-            a.plot_seed,
-            &plot_seed,
-            cores,
-            &a.seed,
-        )?);
+        let plot_seed = a.plot_seed.unwrap_or(seed);
+        report.disk = Some(run_disk(&p, &path, a.plot_seed, &plot_seed, cores, &seed)?);
     }
     crate::write_out(&a.out, &serde_json::to_vec_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)

@@ -178,3 +178,105 @@ fn no_tpm_device_is_one_line_that_says_what_to_do() {
         "{err}"
     );
 }
+
+#[test]
+fn proofs_of_resource_ride_in_the_attestation_and_verify_with_it() {
+    if !Swtpm::available() {
+        missing(Swtpm::NEEDS);
+        return;
+    }
+    let tpm = Swtpm::manufactured();
+    let d = tpm.path();
+    let state = tpm.state_dir("node");
+    let nonce = "5eed00112233445566778899aabbccdd";
+    let node = |args: &[&str]| {
+        agent()
+            .env("XNODE_TCTI", tpm.tcti())
+            .env("XNODE_STATE_DIR", &state)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (cap, env) = (d.join("capacity.json"), d.join("envelope.json"));
+    run_ok(agent().args([
+        "challenge",
+        "run",
+        "--for-attestation",
+        nonce,
+        "--resources",
+        "cpu",
+        "--cores",
+        "1",
+        "--out",
+        p(&cap),
+    ]));
+    let out = node(&[
+        "attest",
+        "--nonce",
+        nonce,
+        "--capacity",
+        p(&cap),
+        "--out",
+        p(&env),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let verify = |nonce: &str| {
+        json(
+            &agent()
+                .args(["verify", p(&env), "--nonce", nonce, "--json"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let check = |v: &serde_json::Value, name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {v}"))
+            .clone()
+    };
+    let v = verify(nonce);
+    let c = check(&v, "capacity");
+    assert_eq!(c["status"], "pass", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("cpu: 1 core(s), 16777216 steps a lane in"),
+        "{c}"
+    );
+    assert_eq!(check(&v, "freshness")["status"], "pass", "{v}");
+
+    // Proofs made for another attestation's nonce are refused before the
+    // TPM is used, saying which seed they must answer.
+    let out = node(&[
+        "attest",
+        "--nonce",
+        "00ff",
+        "--capacity",
+        p(&cap),
+        "--out",
+        p(&d.join("other.json")),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--capacity: the proofs answer seed")
+            && stderr.contains("--for-attestation 00ff"),
+        "{stderr}"
+    );
+    assert!(!d.join("other.json").exists());
+
+    // An envelope without proofs says so, and still verifies.
+    let plain = node(&["attest", "--nonce", nonce, "--out", p(&env)]);
+    assert!(plain.status.success());
+    let v = verify(nonce);
+    assert_eq!(check(&v, "capacity")["status"], "skip", "{v}");
+}

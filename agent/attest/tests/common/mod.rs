@@ -36,6 +36,7 @@ impl Node {
             freshness: Freshness::Nonce(nonce.to_vec()),
             pcrs: attest::attest::DEFAULT_PCRS.to_vec(),
             event_log: self.tpm.path().join("no-event-log"),
+            capacity: None,
         }
     }
 

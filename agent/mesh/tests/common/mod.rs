@@ -47,6 +47,7 @@ pub fn attested(n: usize) -> (Vec<Attested>, Policy) {
             freshness: Freshness::Beacon(b"mesh test".to_vec()),
             pcrs: attest::attest::DEFAULT_PCRS.to_vec(),
             event_log: tpm.path().join("no-event-log"),
+            capacity: None,
         };
         let envelope = attest::attest(&opts).expect("attest").envelope;
         let env: Envelope = serde_json::from_slice(&envelope).unwrap();
