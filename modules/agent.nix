@@ -18,6 +18,17 @@ let
   manifest = render.manifest (lib.attrValues xnode.services);
   manifestFile = pkgs.writeText "xnode-manifest.json" (builtins.toJSON manifest);
 
+  # Continuous proof of resource (`xnode.challenges/v1`, docs/proof-of-resource.md).
+  por = cfg.proofOfResource;
+  challenges = {
+    schema = "xnode.challenges/v1";
+    every_seconds = por.intervalSeconds;
+    min_request_gap_seconds = por.minRequestGapSeconds;
+    inherit (por) nice claim;
+  };
+  challengesFile = pkgs.writeText "xnode-challenges.json" (builtins.toJSON challenges);
+  plotDir = if (por.claim.plot or null) == null then null else dirOf por.claim.plot;
+
   # `run` flags: the typed options, then `settings` over them.
   runFlags = {
     manifest = cfg.manifestPath;
@@ -29,6 +40,9 @@ let
   // lib.optionalAttrs (cfg.api.tcp != null) {
     api-tcp = cfg.api.tcp;
     api-authorized-keys = cfg.api.authorizedKeysFile;
+  }
+  // lib.optionalAttrs por.enable {
+    challenges = challengesFile;
   }
   // cfg.settings;
 
@@ -166,6 +180,48 @@ in
         description = "Write a fresh attestation to stateDir/attestation.json this often (a systemd time span); null turns the timer off.";
       };
     };
+    proofOfResource = {
+      enable = lib.mkEnableOption "continuous proof of resource: the agent proves `claim` on a schedule and when a verifier asks (POST /v1/challenge)";
+      intervalSeconds = mkOption {
+        type = types.nullOr (types.ints.between 60 31536000);
+        default = 21600;
+        description = "Seconds between scheduled proofs (spread by a tenth either way; the first falls at random in the first period); null: only on request.";
+      };
+      minRequestGapSeconds = mkOption {
+        type = types.ints.unsigned;
+        default = 600;
+        description = "Least seconds from the end of one proof to a requested one, so requests cannot keep the node busy.";
+      };
+      nice = mkOption {
+        type = types.ints.between 0 19;
+        default = 10;
+        description = "Niceness of scheduled proofs, so the node's own work comes first (requested ones run at 0).";
+      };
+      claim = mkOption {
+        type = types.attrsOf types.anything;
+        default = {
+          resources = [ "cpu" ];
+        };
+        example = {
+          resources = [
+            "cpu"
+            "mem"
+            "disk"
+          ];
+          cores = 16;
+          memory = "64G";
+          disk = "1T";
+          plot = "/var/lib/xnode/plot";
+        };
+        description = "What the node claims: `resources` (cpu, mem, disk), `cores`, `memory`, `disk`, `plot` and the protocols' parameters, as `xnode-agent challenge run` takes them (docs/proof-of-resource.md).";
+      };
+      rendered = mkOption {
+        type = types.attrsOf types.anything;
+        default = challenges;
+        readOnly = true;
+        description = "The rendered `xnode.challenges/v1` document.";
+      };
+    };
     manifestPath = mkOption {
       type = types.str;
       default = "/etc/xnode/manifest.json";
@@ -264,7 +320,11 @@ in
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         Restart = "always";
         RestartSec = "2s";
-      };
+      }
+      # A plot kept outside the state directory must be writable there.
+      // lib.optionalAttrs (
+        por.enable && plotDir != null && !(lib.hasPrefix "${cfg.stateDir}/" por.claim.plot)
+      ) { ReadWritePaths = [ plotDir ]; };
       environment = nvmlEnvironment;
     };
 

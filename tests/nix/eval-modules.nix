@@ -37,6 +37,9 @@ let
           tcp = lib.sort (a: b: a < b) c.networking.firewall.allowedTCPPorts;
           udp = lib.sort (a: b: a < b) c.networking.firewall.allowedUDPPorts;
         };
+      }
+      // lib.optionalAttrs c.services.xnode.agent.proofOfResource.enable {
+        challenges = c.services.xnode.agent.proofOfResource.rendered;
       };
 in
 builtins.mapAttrs (_: eval) scenarios

@@ -92,6 +92,32 @@ in
     ];
   };
 
+  # Continuous proof of resource: CPU, memory and a plot outside the
+  # state directory (the agent may write there, and only there).
+  proof-of-resource = {
+    units = [ "xnode-agent" ];
+    modules = [
+      agent
+      {
+        services.xnode.agent.proofOfResource = {
+          enable = true;
+          intervalSeconds = 43200;
+          claim = {
+            resources = [
+              "cpu"
+              "mem"
+              "disk"
+            ];
+            cores = 8;
+            memory = "16G";
+            disk = "1T";
+            plot = "/srv/xnode/plot";
+          };
+        };
+      }
+    ];
+  };
+
   # An operator's own service beside the agent, with an http check.
   generic = {
     units = [ "node-exporter" ];

@@ -22,6 +22,14 @@ pub fn attestation_seed(freshness: &[u8]) -> Seed {
     Seed(h.finalize().into())
 }
 
+/// The parameters each proof in a report is checked with.
+#[derive(Debug, Clone, Default)]
+pub struct ProofParams {
+    pub cpu: Option<CpuParams>,
+    pub memory: Option<MemParams>,
+    pub disk: Option<DiskParams>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeReport {
     pub schema: String,
@@ -130,10 +138,37 @@ impl ChallengeReport {
     /// the storage walk against its bound: one line per resource. What
     /// the amounts are worth is the caller's to judge, with the inventory.
     pub fn check_claimed(&self, seed: &Seed) -> Result<Vec<String>, PorError> {
+        self.check_all(
+            seed,
+            &ProofParams {
+                cpu: self
+                    .cpu
+                    .as_ref()
+                    .map(|r| CpuParams::for_cores(r.proof.params.lanes)),
+                memory: self
+                    .memory
+                    .as_ref()
+                    .map(|r| MemParams::for_claim(r.proof.params.bytes, r.proof.params.lanes)),
+                disk: self
+                    .disk
+                    .as_ref()
+                    .map(|r| DiskParams::for_claim(r.proof.params.plot.bytes)),
+            },
+        )
+    }
+
+    /// Check every proof in the report with the parameters given for it,
+    /// and the storage walk against its bound: one line per resource.
+    pub fn check_all(&self, seed: &Seed, params: &ProofParams) -> Result<Vec<String>, PorError> {
+        let missing = |what: &str| {
+            PorError::Rejected(format!(
+                "the report has a {what} proof but no {what} parameters were given for it"
+            ))
+        };
         let mut lines = Vec::new();
         if let Some(r) = &self.cpu {
-            let p = CpuParams::for_cores(r.proof.params.lanes);
-            self.check_cpu(seed, &p)?;
+            let p = params.cpu.as_ref().ok_or_else(|| missing("cpu"))?;
+            self.check_cpu(seed, p)?;
             lines.push(format!(
                 "cpu: {} core(s), {} steps a lane in {:.2} s",
                 p.lanes,
@@ -142,8 +177,8 @@ impl ChallengeReport {
             ));
         }
         if let Some(r) = &self.memory {
-            let p = MemParams::for_claim(r.proof.params.bytes, r.proof.params.lanes);
-            self.check_memory(seed, &p)?;
+            let p = params.memory.as_ref().ok_or_else(|| missing("memory"))?;
+            self.check_memory(seed, p)?;
             lines.push(format!(
                 "memory: {} bytes, a walk of {} reads in {:.2} s",
                 p.bytes,
@@ -152,8 +187,8 @@ impl ChallengeReport {
             ));
         }
         if let Some(r) = &self.disk {
-            let p = DiskParams::for_claim(r.proof.params.plot.bytes);
-            self.check_disk(seed, &p, &r.proof.plot_seed)?;
+            let p = params.disk.as_ref().ok_or_else(|| missing("storage"))?;
+            self.check_disk(seed, p, &r.proof.plot_seed)?;
             let (walk, bound) = (r.walk_ms as f64 / 1000.0, p.walk_bound().as_secs_f64());
             if walk > bound {
                 return Err(PorError::Rejected(format!(

@@ -5,12 +5,18 @@
 //! - `GET /v1/status`: the agent, its services and their health, the last attestation
 //! - `GET /v1/inventory`: a fresh probe (xnode.inventory/v1)
 //! - `GET /v1/attestation`: the last envelope `xnode-agent attest` wrote
+//! - `GET /v1/challenge`: the latest proof-of-resource report that checked out
+//! - `POST /v1/challenge?seed=HEX` (or `?for_attestation=HEX`): prove the
+//!   node's claim against a verifier's seed now
+//! - `GET /v1/challenge/events?after=N`: progress events (waits up to 5 s
+//!   for one)
 //! - `GET /metrics`: OpenMetrics text
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::extract::Query;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -22,6 +28,7 @@ use supervisor::status::Status;
 use tokio::sync::watch;
 
 use crate::api_auth::Authorizer;
+use crate::challenger::{Challenger, ProofStatus, Refusal, Source};
 
 /// The file the API serves as the node's latest attestation.
 pub const ATTESTATION_FILE: &str = "attestation.json";
@@ -32,6 +39,8 @@ pub struct ApiState {
     pub state_dir: PathBuf,
     pub tpm: probe::TpmSource,
     pub started_at: f64,
+    /// The node's proof-of-resource claim, when it has one.
+    pub challenger: Option<Arc<Challenger>>,
 }
 
 /// `/v1/status`: the supervisor's status with the agent and the last
@@ -40,6 +49,8 @@ pub struct ApiState {
 pub struct NodeStatus {
     pub agent: AgentInfo,
     pub attestation: Option<AttestationInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof_of_resource: Option<ProofStatus>,
     #[serde(flatten)]
     pub supervisor: Status,
 }
@@ -69,11 +80,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/inventory", get(inventory))
         .route("/v1/attestation", get(attestation))
+        .route("/v1/challenge", get(challenge_report).post(challenge_start))
+        .route("/v1/challenge/events", get(challenge_events))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such endpoint: try /v1/status, /v1/inventory, /v1/attestation or /metrics",
+                "no such endpoint: try /v1/status, /v1/inventory, /v1/attestation, /v1/challenge or /metrics",
             )
         })
         .with_state(state)
@@ -98,6 +111,7 @@ async fn status(State(st): State<ApiState>) -> Json<NodeStatus> {
                 .map(str::to_string),
         },
         attestation,
+        proof_of_resource: st.challenger.as_ref().map(|c| c.status()),
         supervisor,
     })
 }
@@ -168,6 +182,110 @@ async fn attestation(State(st): State<ApiState>) -> Response {
             format!("reading {}: {e}", path.display()),
         ),
     }
+}
+
+/// How long `/v1/challenge/events` waits for an event.
+const EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn no_claim() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this agent has no proof-of-resource claim: start it with --challenges FILE",
+    )
+}
+
+async fn challenge_report(State(st): State<ApiState>) -> Response {
+    let Some(c) = &st.challenger else {
+        return no_claim();
+    };
+    let path = c.report_path();
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => error(
+            StatusCode::NOT_FOUND,
+            "no proof of resource yet: POST /v1/challenge?seed=HEX (xnode-agent challenge request) makes one",
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading {}: {e}", path.display()),
+        ),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct StartQuery {
+    seed: Option<String>,
+    for_attestation: Option<String>,
+}
+
+async fn challenge_start(
+    State(st): State<ApiState>,
+    query: Result<Query<StartQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(c) = &st.challenger else {
+        return no_claim();
+    };
+    let seed = match query.map(|q| q.0) {
+        Err(e) => Err(e.body_text()),
+        Ok(StartQuery {
+            seed: Some(s),
+            for_attestation: None,
+        }) => s.parse::<por::Seed>().map_err(|e| format!("seed: {e}")),
+        Ok(StartQuery {
+            seed: None,
+            for_attestation: Some(f),
+        }) => f
+            .parse::<crate::Hex>()
+            .map(|h| por::report::attestation_seed(&h.0))
+            .map_err(|e| format!("for_attestation: {e}")),
+        Ok(_) => Err("give one of ?seed=HEX (64 hex digits) or ?for_attestation=HEX".into()),
+    };
+    let seed = match seed {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // The events from here on belong to this run.
+    let after = c.last_event_seq();
+    match c.start(seed, Source::Request) {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "seed": seed,
+                "after": after,
+                "events": match after {
+                    Some(n) => format!("/v1/challenge/events?after={n}"),
+                    None => "/v1/challenge/events".to_string(),
+                },
+            })),
+        )
+            .into_response(),
+        Err(r @ Refusal::Busy(_)) => error(StatusCode::CONFLICT, r.to_string()),
+        Err(r @ Refusal::TooSoon { .. }) => error(StatusCode::TOO_MANY_REQUESTS, r.to_string()),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+async fn challenge_events(
+    State(st): State<ApiState>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(c) = &st.challenger else {
+        return no_claim();
+    };
+    let after = match query {
+        Ok(q) => q.0.after,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let events = c.events_after(after, EVENTS_WAIT).await;
+    Json(serde_json::json!({
+        "events": events,
+        "running": c.status().running.is_some(),
+    }))
+    .into_response()
 }
 
 async fn metrics(State(st): State<ApiState>) -> Response {
@@ -298,6 +416,7 @@ mod tests {
             state_dir: dir.to_path_buf(),
             tpm: probe::TpmSource::None,
             started_at: 1.0,
+            challenger: None,
         };
         (st, tx)
     }
@@ -357,6 +476,66 @@ mod tests {
             .to_string();
         assert!(e.contains("already running"), "{e}");
         assert_eq!(client.get("/v1/status").await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn a_challenge_is_asked_for_with_a_seed_and_refused_without_a_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let (mut st, _tx) = state(dir.path());
+        serve_unix(&sock, router(st.clone()), None).await.unwrap();
+        let client = ApiTarget {
+            socket: sock,
+            tcp: None,
+            key: None,
+        };
+        // No claim configured: every challenge endpoint says how to give one.
+        for (code, body) in [
+            client.post("/v1/challenge?seed=00").await.unwrap(),
+            client.get("/v1/challenge").await.unwrap(),
+            client.get("/v1/challenge/events").await.unwrap(),
+        ] {
+            assert_eq!(code, 503);
+            assert!(String::from_utf8_lossy(&body).contains("--challenges FILE"));
+        }
+
+        let sock = dir.path().join("agent2.sock");
+        st.challenger = Some(Challenger::new(
+            crate::challenger::tests::small_config(None),
+            dir.path(),
+        ));
+        serve_unix(&sock, router(st), None).await.unwrap();
+        let client = ApiTarget {
+            socket: sock,
+            tcp: None,
+            key: None,
+        };
+        for (path, why) in [
+            ("/v1/challenge", "give one of ?seed=HEX"),
+            ("/v1/challenge?seed=zz", "seed: "),
+            (
+                "/v1/challenge?for_attestation=xyz",
+                "for_attestation: not hex",
+            ),
+            ("/v1/challenge?seed=00&for_attestation=00", "give one of"),
+        ] {
+            let (code, body) = client.post(path).await.unwrap();
+            assert_eq!(code, 400, "{path}");
+            assert!(
+                String::from_utf8_lossy(&body).contains(why),
+                "{path}: {body:?}"
+            );
+        }
+        let (code, body) = client.get("/v1/challenge/events?after=x").await.unwrap();
+        assert_eq!(code, 400, "{body:?}");
+        let (code, body) = client.get("/v1/challenge").await.unwrap();
+        assert_eq!(code, 404);
+        assert!(String::from_utf8_lossy(&body).contains("no proof of resource yet"));
+        // Refused requests started nothing.
+        let (_, body) = client.get("/v1/status").await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["proof_of_resource"]["running"].is_null(), "{v}");
+        assert!(v["proof_of_resource"]["last"].is_null(), "{v}");
     }
 
     #[test]

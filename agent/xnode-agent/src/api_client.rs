@@ -32,24 +32,37 @@ pub struct ApiTarget {
 impl ApiTarget {
     /// GET `path`; the status code and body.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
-        tokio::time::timeout(TIMEOUT, self.get_unbounded(path))
+        self.call("GET", path).await
+    }
+
+    /// POST `path` (no body: what it asks is in the path, which is signed);
+    /// the status code and body.
+    pub async fn post(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        self.call("POST", path).await
+    }
+
+    async fn call(&self, method: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        tokio::time::timeout(TIMEOUT, self.call_unbounded(method, path))
             .await
             .with_context(|| {
                 format!(
-                    "the agent did not answer {path} within {} s",
+                    "the agent did not answer {method} {path} within {} s",
                     TIMEOUT.as_secs()
                 )
             })?
     }
 
-    async fn get_unbounded(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
-        let mut req = hyper::Request::get(path).header(hyper::header::HOST, "xnode-agent");
+    async fn call_unbounded(&self, method: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "xnode-agent");
         match (&self.tcp, &self.key) {
             (Some(addr), Some(key)) => {
                 let key = crate::api_auth::load_signing_key(key)?;
                 req = req.header(
                     hyper::header::AUTHORIZATION,
-                    crate::api_auth::sign(&key, "GET", path, crate::now_unix()),
+                    crate::api_auth::sign(&key, method, path, crate::now_unix()),
                 );
                 let stream = tokio::net::TcpStream::connect(addr.as_str())
                     .await

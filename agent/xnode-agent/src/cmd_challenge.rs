@@ -1,18 +1,17 @@
 //! `xnode-agent challenge run|check`: answer a verifier's seed with proof
 //! of the resources this node claims, and check such an answer offline.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
-use por::cpu::{self, CpuParams};
-use por::memory::{self, MemParams};
-use por::report::{mem_self_nonce, ChallengeReport, CpuResult, DiskResult, MemResult, SCHEMA};
-use por::storage::{DiskParams, Plot};
+use por::report::{ChallengeReport, CpuResult, DiskResult, MemResult};
 use por::Seed;
+
+use crate::api_client::ApiTarget;
+use crate::challenger::{Event, EventKind};
+use crate::prove::{self, ClaimSpec, DiskShape, Progress};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ChallengeCommand {
@@ -20,10 +19,39 @@ pub enum ChallengeCommand {
     Run(RunArgs),
     /// Check a report against the seed and the claim; exit 1 if it fails.
     Check(CheckArgs),
+    /// Ask the running agent (`run --challenges`) to prove its claim
+    /// against a seed now, and follow its progress.
+    Request(RequestArgs),
+    /// Check a challenges file (`run --challenges`) and say what it claims.
+    Config(ConfigArgs),
 }
 
-/// The resources a challenge covers in this version.
-const RESOURCES: &[&str] = &["cpu", "mem", "disk"];
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// The `xnode.challenges/v1` file.
+    file: PathBuf,
+    /// Print the claim as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RequestArgs {
+    /// The verifier's seed: 64 hex digits, fresh for each challenge.
+    #[arg(long, required_unless_present = "for_attestation")]
+    seed: Option<Seed>,
+    /// Derive the seed from the nonce or beacon (hex) of an attestation.
+    #[arg(long, conflicts_with = "seed")]
+    for_attestation: Option<crate::Hex>,
+    #[command(flatten)]
+    api: ApiTarget,
+    /// Also fetch the report once proven, to this file ("-": standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Start the challenge and return at once.
+    #[arg(long)]
+    no_wait: bool,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -34,32 +62,8 @@ pub struct RunArgs {
     /// that will carry the report (`attest --capacity`).
     #[arg(long, conflicts_with = "seed")]
     for_attestation: Option<crate::Hex>,
-    /// Resources to prove, comma-separated. Available: cpu, mem, disk.
-    #[arg(long, value_delimiter = ',', default_value = "cpu")]
-    resources: Vec<String>,
-    /// Cores claimed: one lane each (default: every online CPU).
-    #[arg(long)]
-    cores: Option<u32>,
-    /// Sequential steps per lane (default 2^24, about a second a core with SHA extensions).
-    #[arg(long)]
-    steps: Option<u64>,
-    /// Memory claimed, in bytes or with a K, M, G or T suffix (needed with mem).
-    #[arg(long, value_parser = parse_size)]
-    memory: Option<u64>,
-    /// Reads in the memory walk (default 2^22).
-    #[arg(long)]
-    walk_steps: Option<u64>,
-    /// Storage claimed, in bytes or with a K, M, G or T suffix (needed with disk).
-    #[arg(long, value_parser = parse_size)]
-    disk: Option<u64>,
-    /// The plot file (needed with disk): made on the first run, walked by later ones.
-    #[arg(long)]
-    plot: Option<PathBuf>,
-    /// The seed to make a new plot from (default: --seed); an existing plot must have it.
-    #[arg(long)]
-    plot_seed: Option<Seed>,
     #[command(flatten)]
-    disk_shape: DiskShape,
+    claim: ClaimSpec,
     /// Where to write the report ("-": standard output).
     #[arg(long, default_value = "-")]
     out: PathBuf,
@@ -82,7 +86,7 @@ pub struct CheckArgs {
     #[arg(long)]
     max_seconds: Option<f64>,
     /// Memory claimed (bytes, or with a K, M, G or T suffix); checks the memory proof.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = prove::parse_size)]
     memory: Option<u64>,
     /// Reads in the memory walk the challenge asked for (default 2^22).
     #[arg(long)]
@@ -91,7 +95,7 @@ pub struct CheckArgs {
     #[arg(long)]
     max_walk_seconds: Option<f64>,
     /// Storage claimed (bytes, or with a K, M, G or T suffix); checks the storage proof.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = prove::parse_size)]
     disk: Option<u64>,
     /// The seed the node's plot was made from (default: --seed).
     #[arg(long)]
@@ -107,99 +111,13 @@ pub struct CheckArgs {
     json: bool,
 }
 
-/// The storage challenge's parameters, where the defaults do not serve.
-#[derive(Debug, Clone, Copy, clap::Args)]
-pub struct DiskShape {
-    /// Bytes per plot label (default 256K; a multiple of 4096).
-    #[arg(long, value_parser = parse_size)]
-    label_bytes: Option<u64>,
-    /// Mixing passes over each label (default 10).
-    #[arg(long)]
-    passes: Option<u32>,
-    /// Label reads in the storage walk (default 2^18).
-    #[arg(long)]
-    disk_walk_steps: Option<u64>,
-    /// Hashes between the walk's commitment and its samples (default 2^20).
-    #[arg(long)]
-    sampling_work: Option<u64>,
-}
-
-impl DiskShape {
-    fn params(self, bytes: u64) -> anyhow::Result<DiskParams> {
-        let mut p = DiskParams::for_claim(bytes);
-        if let Some(l) = self.label_bytes {
-            p.plot.label_bytes = l;
-        }
-        if let Some(n) = self.passes {
-            p.plot.passes = n;
-        }
-        if let Some(w) = self.disk_walk_steps {
-            p.walk_steps = w;
-        }
-        if let Some(w) = self.sampling_work {
-            p.sampling_work = w;
-        }
-        p.validate()?;
-        Ok(p)
-    }
-}
-
 pub fn run(cmd: ChallengeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ChallengeCommand::Run(a) => run_challenge(a),
         ChallengeCommand::Check(a) => check(a),
+        ChallengeCommand::Request(a) => request(a),
+        ChallengeCommand::Config(a) => config(a),
     }
-}
-
-fn params(cores: u32, steps: Option<u64>) -> anyhow::Result<CpuParams> {
-    let mut p = CpuParams::for_cores(cores);
-    if let Some(steps) = steps {
-        p.steps_per_lane = steps;
-    }
-    p.validate()?;
-    Ok(p)
-}
-
-fn mem_params(bytes: u64, lanes: u32, walk_steps: Option<u64>) -> anyhow::Result<MemParams> {
-    let mut p = MemParams::for_claim(bytes, lanes);
-    if let Some(w) = walk_steps {
-        p.walk_steps = w;
-    }
-    p.validate()?;
-    Ok(p)
-}
-
-/// A claim over what the kernel can give now is refused before the fill:
-/// filling it would end in swap or the OOM killer, not in a proof.
-fn ensure_memory_available(bytes: u64) -> anyhow::Result<()> {
-    match probe::memory::probe(&probe::Root::host()).map(|m| m.available_bytes) {
-        Ok(Some(available)) if bytes > available => bail!(
-            "--memory {bytes}: only {available} bytes are available now (/proc/meminfo MemAvailable); \
-             free memory or claim less"
-        ),
-        Ok(Some(_)) => Ok(()),
-        Ok(None) | Err(_) => {
-            eprintln!("mem: MemAvailable is unreadable; not checking the claim against it");
-            Ok(())
-        }
-    }
-}
-
-/// "512M", "4G", "1073741824": bytes.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, shift) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 30),
-        Some((i, 'T' | 't')) => (&s[..i], 40),
-        _ => (s, 0),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: give bytes, or a number with K, M, G or T"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -208,217 +126,175 @@ fn run_challenge(a: RunArgs) -> anyhow::Result<ExitCode> {
         (None, Some(fresh)) => por::report::attestation_seed(&fresh.0),
         (None, None) => bail!("give --seed HEX or --for-attestation HEX"),
     };
-    for r in &a.resources {
-        if !RESOURCES.contains(&r.as_str()) {
-            bail!(
-                "--resources: {r:?} has no challenge in this version (available: {})",
-                RESOURCES.join(", ")
-            );
-        }
-    }
-    let wants = |r: &str| a.resources.iter().any(|x| x == r);
-    let cores = match a.cores {
-        Some(c) => c,
-        None => std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .context("counting the online CPUs; give --cores")?,
-    };
     // Every parameter is checked before any work starts.
-    let cpu_params = wants("cpu").then(|| params(cores, a.steps)).transpose()?;
-    let mem_params = match (wants("mem"), a.memory) {
-        (false, _) => None,
-        (true, None) => bail!("--resources mem needs --memory SIZE (the memory claimed)"),
-        (true, Some(bytes)) => {
-            let p = mem_params(bytes, cores, a.walk_steps)?;
-            ensure_memory_available(bytes)?;
-            Some(p)
-        }
-    };
-    let disk = match (wants("disk"), a.disk, &a.plot) {
-        (false, _, _) => None,
-        (true, None, _) => bail!("--resources disk needs --disk SIZE (the storage claimed)"),
-        (true, _, None) => bail!("--resources disk needs --plot PATH (where the plot is kept)"),
-        (true, Some(bytes), Some(path)) => Some((a.disk_shape.params(bytes)?, path.clone())),
-    };
-    let mut report = ChallengeReport {
-        schema: SCHEMA.into(),
-        seed,
-        cpu: None,
-        memory: None,
-        disk: None,
-    };
-    if let Some(p) = cpu_params {
-        report.cpu = Some(run_cpu(&p, &seed)?);
-    }
-    if let Some(p) = mem_params {
-        report.memory = Some(run_memory(&p, &seed)?);
-    }
-    if let Some((p, path)) = disk {
-        let plot_seed = a.plot_seed.unwrap_or(seed);
-        report.disk = Some(run_disk(&p, &path, a.plot_seed, &plot_seed, cores, &seed)?);
-    }
+    let claim = a.claim.claim().context("the claim")?;
+    let report = prove::prove(&claim, &seed, &prove::Terminal::new())?;
     crate::write_out(&a.out, &serde_json::to_vec_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run `work` while a progress display follows `progress` up to `total`.
-fn with_progress<T>(what: &str, total: u64, work: impl FnOnce(&AtomicU64) -> T) -> (T, Duration) {
-    let progress = AtomicU64::new(0);
-    let done = AtomicBool::new(false);
-    let start = Instant::now();
-    let out = std::thread::scope(|s| {
-        s.spawn(|| show_progress(what, &progress, total, &done, start));
-        let out = work(&progress);
-        done.store(true, Ordering::Relaxed);
-        out
+fn config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let c = crate::challenger::Config::load(&a.file)?;
+    let claim = &c.claim;
+    let v = serde_json::json!({
+        "every_seconds": c.every.map(|d| d.as_secs()),
+        "min_request_gap_seconds": c.min_request_gap.as_secs(),
+        "nice": c.nice,
+        "cpu": claim.cpu.map(|p| serde_json::json!({"lanes": p.lanes, "steps_per_lane": p.steps_per_lane})),
+        "memory": claim.memory.map(|p| serde_json::json!({"bytes": p.bytes, "walk_steps": p.walk_steps})),
+        "disk": claim.disk.as_ref().map(|d| serde_json::json!({
+            "bytes": d.params.plot.bytes,
+            "plot": d.plot,
+            "label_bytes": d.params.plot.label_bytes,
+            "passes": d.params.plot.passes,
+            "walk_steps": d.params.walk_steps,
+            "walk_bound_seconds": d.params.walk_bound().as_secs_f64(),
+        })),
     });
-    (out, start.elapsed())
-}
-
-fn run_cpu(p: &CpuParams, seed: &Seed) -> anyhow::Result<CpuResult> {
-    let (work, elapsed) = with_progress("cpu", p.prover_steps(), |progress| {
-        cpu::commit(p, seed, progress)
-    });
-    let work = work?;
-    eprintln!(
-        "cpu: {} lane(s) × {} steps in {:.2} s ({:.1} M steps/s in all)",
-        p.lanes,
-        p.steps_per_lane,
-        elapsed.as_secs_f64(),
-        p.prover_steps() as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
-    );
-    let nonce = cpu::self_nonce(seed, &work.root());
-    Ok(CpuResult {
-        elapsed_ms: elapsed.as_millis() as u64,
-        proof: work.open(&nonce),
-    })
-}
-
-fn run_memory(p: &MemParams, seed: &Seed) -> anyhow::Result<MemResult> {
-    let (work, fill) = with_progress("mem fill", p.entries(), |progress| {
-        memory::commit(p, seed, progress)
-    });
-    let work = work?;
-    let nonce = mem_self_nonce(seed, &work.root());
-    let start = Instant::now();
-    let states = work.walk(&nonce);
-    let walk = start.elapsed();
-    eprintln!(
-        "mem: {} bytes filled in {:.2} s; {} dependent reads in {:.2} s ({:.0} ns a read)",
-        p.bytes,
-        fill.as_secs_f64(),
-        p.walk_steps,
-        walk.as_secs_f64(),
-        walk.as_secs_f64() * 1e9 / p.walk_steps as f64
-    );
-    Ok(MemResult {
-        fill_ms: fill.as_millis() as u64,
-        walk_ms: walk.as_millis() as u64,
-        proof: work.open_walked(&nonce, &states),
-    })
-}
-
-/// Walk the plot at `path`, making it first when it is not there. An
-/// existing plot must have the claim's shape and, when `wanted_seed` is
-/// given, that seed; it is never replaced.
-fn run_disk(
-    p: &DiskParams,
-    path: &std::path::Path,
-    wanted_seed: Option<Seed>,
-    new_seed: &Seed,
-    threads: u32,
-    nonce: &Seed,
-) -> anyhow::Result<DiskResult> {
-    let (plot, plot_ms) = if Plot::header_path(path).exists() {
-        let plot = Plot::open(path)?;
-        let h = plot.header();
-        if h.params != p.plot {
-            bail!(
-                "{} holds a plot of {}; this claim is {}: remove the plot (and its .json and .leaves) to plot again",
-                path.display(),
-                h.params,
-                p.plot
-            );
-        }
-        if let Some(s) = wanted_seed.filter(|s| *s != h.seed) {
-            bail!(
-                "{} holds a plot made from seed {}, not --plot-seed {s}",
-                path.display(),
-                h.seed
-            );
-        }
-        eprintln!(
-            "disk: walking the plot at {} (made from seed {})",
-            path.display(),
-            h.seed
-        );
-        (plot, None)
-    } else {
-        let (plot, took) = with_progress("disk plot", p.plot.labels(), |progress| {
-            Plot::create(path, new_seed, &p.plot, threads, progress)
-        });
-        let plot = plot?;
-        eprintln!(
-            "disk: {} bytes plotted at {} in {:.2} s ({:.1} MB/s)",
-            p.plot.bytes,
-            path.display(),
-            took.as_secs_f64(),
-            p.plot.bytes as f64 / took.as_secs_f64().max(1e-9) / 1e6
-        );
-        (plot, Some(took.as_millis() as u64))
-    };
-    let (walked, took) = with_progress("disk walk", p.walk_steps, |progress| {
-        plot.walk(nonce, p.walk_steps, progress)
-    });
-    let walked = walked?;
-    eprintln!(
-        "disk: {} label reads in {:.2} s ({:.0} µs a step, {:.0} µs reading; bound {:.0} µs){}",
-        p.walk_steps,
-        took.as_secs_f64(),
-        took.as_secs_f64() * 1e6 / p.walk_steps as f64,
-        walked.reading.as_secs_f64() * 1e6 / p.walk_steps as f64,
-        p.walk_bound().as_secs_f64() * 1e6 / p.walk_steps as f64,
-        if walked.direct {
-            ""
-        } else {
-            "; through the page cache: this file system refuses O_DIRECT"
-        }
-    );
-    Ok(DiskResult {
-        plot_ms,
-        walk_ms: took.as_millis() as u64,
-        read_ms: walked.reading.as_millis() as u64,
-        direct_io: walked.direct,
-        proof: plot.open_walked(p, nonce, &walked.states),
-    })
-}
-
-/// A bar on a terminal; a line every 10 s otherwise (a log).
-fn show_progress(what: &str, done: &AtomicU64, total: u64, finished: &AtomicBool, start: Instant) {
-    let tty = std::io::stderr().is_terminal();
-    let mut last_line = Instant::now();
-    while !finished.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
-        let n = done.load(Ordering::Relaxed);
-        let pct = n as f64 * 100.0 / total.max(1) as f64;
-        if tty {
-            let filled = (pct / 5.0) as usize;
-            eprint!(
-                "\r{what}: [{}{}] {pct:5.1}% {:.0} s",
-                "#".repeat(filled),
-                " ".repeat(20 - filled.min(20)),
-                start.elapsed().as_secs_f64()
-            );
-        } else if last_line.elapsed() >= Duration::from_secs(10) {
-            eprintln!(
-                "{what}: {pct:.1}% after {:.0} s",
-                start.elapsed().as_secs_f64()
-            );
-            last_line = Instant::now();
-        }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
     }
-    if tty {
-        eprintln!();
+    match c.every {
+        Some(every) => println!(
+            "every {} s (nice {}); requested proofs at least {} s apart",
+            every.as_secs(),
+            c.nice,
+            c.min_request_gap.as_secs()
+        ),
+        None => println!(
+            "on request only, at least {} s apart",
+            c.min_request_gap.as_secs()
+        ),
+    }
+    if let Some(p) = claim.cpu {
+        println!(
+            "cpu: {} core(s), {} steps a lane",
+            p.lanes, p.steps_per_lane
+        );
+    }
+    if let Some(p) = claim.memory {
+        println!(
+            "memory: {} bytes, a walk of {} reads",
+            p.bytes, p.walk_steps
+        );
+    }
+    if let Some(d) = &claim.disk {
+        println!(
+            "storage: {} at {} ({} reads a walk, bound {:.0} s{})",
+            d.params.plot,
+            d.plot.display(),
+            d.params.walk_steps,
+            d.params.walk_bound().as_secs_f64(),
+            if prove::plot_exists(&d.plot) {
+                "; the plot is there"
+            } else {
+                "; the first proof makes the plot"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn request(a: RequestArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(request_and_follow(a))
+}
+
+/// The `error` of an API answer, or the body as text.
+fn api_error(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+async fn request_and_follow(a: RequestArgs) -> anyhow::Result<ExitCode> {
+    let query = match (&a.seed, &a.for_attestation) {
+        (Some(s), _) => format!("seed={s}"),
+        (None, Some(f)) => format!("for_attestation={}", hex::encode(&f.0)),
+        (None, None) => bail!("give --seed HEX or --for-attestation HEX"),
+    };
+    let (code, body) = a.api.post(&format!("/v1/challenge?{query}")).await?;
+    if code != 202 {
+        bail!(
+            "the agent refused the challenge ({code}): {}",
+            api_error(&body)
+        );
+    }
+    let started: serde_json::Value = serde_json::from_slice(&body)?;
+    let seed = started["seed"].as_str().unwrap_or_default().to_string();
+    if a.no_wait {
+        println!(
+            "challenge started (seed {seed}); follow it at {}",
+            started["events"].as_str().unwrap_or("/v1/challenge/events")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut after = started["after"].as_u64();
+    let term = prove::Terminal::new();
+    let begun = Instant::now();
+    let outcome = loop {
+        let path = match after {
+            Some(n) => format!("/v1/challenge/events?after={n}"),
+            None => "/v1/challenge/events".to_string(),
+        };
+        let (code, body) = a.api.get(&path).await?;
+        if code != 200 {
+            bail!("following the challenge ({code}): {}", api_error(&body));
+        }
+        let page: serde_json::Value = serde_json::from_slice(&body)?;
+        let events: Vec<Event> = serde_json::from_value(page["events"].clone())?;
+        let mut end = None;
+        for e in events {
+            after = Some(e.seq);
+            let text = e.text.clone().unwrap_or_default();
+            match e.kind {
+                EventKind::Progress | EventKind::PhaseDone => term.update(
+                    e.phase.as_deref().unwrap_or("challenge"),
+                    e.done.unwrap_or(0),
+                    e.total.unwrap_or(0),
+                    begun.elapsed(),
+                    e.kind == EventKind::PhaseDone,
+                ),
+                EventKind::Line => term.line(&text),
+                EventKind::Started => {}
+                EventKind::Finished => end = Some(Ok(text)),
+                EventKind::Failed => end = Some(Err(text)),
+            }
+        }
+        if let Some(end) = end {
+            break end;
+        }
+        if page["running"] == false {
+            // Its end fell out of the kept events: the status has it.
+            let (_, body) = a.api.get("/v1/status").await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            let last = &v["proof_of_resource"]["last"];
+            break match last["ok"].as_bool() {
+                Some(true) => Ok(last["proven"].to_string()),
+                _ => Err(last["error"].as_str().unwrap_or("unknown").to_string()),
+            };
+        }
+    };
+    match outcome {
+        Ok(proven) => {
+            println!("proven (seed {seed}): {proven}");
+            if let Some(out) = &a.out {
+                let (code, body) = a.api.get("/v1/challenge").await?;
+                if code != 200 {
+                    bail!("fetching the report ({code}): {}", api_error(&body));
+                }
+                crate::write_out(out, &body)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("the challenge failed: {why}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 
@@ -499,7 +375,7 @@ fn check_cpu(
     result: &CpuResult,
 ) -> anyhow::Result<Verdict> {
     let cores = a.cores.unwrap_or(result.proof.params.lanes);
-    let p = params(cores, a.steps)?;
+    let p = prove::cpu_params(cores, a.steps)?;
     let elapsed = result.elapsed_ms as f64 / 1000.0;
     let started = Instant::now();
     let verdict = report
@@ -538,7 +414,7 @@ fn check_memory(
     result: &MemResult,
     claim: u64,
 ) -> anyhow::Result<Verdict> {
-    let p = mem_params(claim, result.proof.params.lanes, a.walk_steps)?;
+    let p = prove::mem_params(claim, result.proof.params.lanes, a.walk_steps)?;
     let walk = result.walk_ms as f64 / 1000.0;
     let started = Instant::now();
     let verdict = report
@@ -615,4 +491,63 @@ fn check_disk(
         }),
         line,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::challenger::Challenger;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_requested_challenge_is_followed_to_its_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let (status_tx, status) =
+            tokio::sync::watch::channel(std::sync::Arc::new(supervisor::status::Status::default()));
+        let challenger = Challenger::new(crate::challenger::tests::small_config(None), dir.path());
+        let st = crate::api::ApiState {
+            status,
+            state_dir: dir.path().to_path_buf(),
+            tpm: probe::TpmSource::None,
+            started_at: 0.0,
+            challenger: Some(challenger.clone()),
+        };
+        crate::api::serve_unix(&sock, crate::api::router(st), None)
+            .await
+            .unwrap();
+        let args = |out: Option<PathBuf>| RequestArgs {
+            seed: None,
+            for_attestation: Some("a1b2c3".parse().unwrap()),
+            api: ApiTarget {
+                socket: sock.clone(),
+                tcp: None,
+                key: None,
+            },
+            out,
+            no_wait: false,
+        };
+        let out = dir.path().join("proofs.json");
+        let code = request_and_follow(args(Some(out.clone()))).await.unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+
+        // The report fetched is the one for this attestation's nonce, and
+        // an attestation would carry it (at these light parameters only
+        // the claim's own check passes, not the defaults').
+        let seed = por::report::attestation_seed(&[0xa1, 0xb2, 0xc3]);
+        let report = ChallengeReport::parse(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(report.seed, seed);
+        let claim = crate::challenger::tests::small_config(None).claim;
+        let lines = prove::self_check(&claim, &seed, &report).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(challenger.status().last.unwrap().proven, lines);
+
+        // A second request inside the gap is refused, with why.
+        let e = request_and_follow(args(None))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(429)") && e.contains("again in"), "{e}");
+        drop(status_tx);
+    }
 }

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// D-Bus address of the bus systemd is on (default: the system bus).
     #[arg(long, env = "XNODE_DBUS_ADDRESS")]
     bus: Option<String>,
+    /// Prove the node's claim (an `xnode.challenges/v1` file) on its schedule
+    /// and on request (POST /v1/challenge).
+    #[arg(long, env = "XNODE_CHALLENGES")]
+    challenges: Option<PathBuf>,
     /// The TPM the inventory endpoint asks: device:/dev/tpmrm0, swtpm:host=H,port=P, or none.
     #[arg(long, default_value = "device:/dev/tpmrm0", env = "XNODE_TCTI")]
     tcti: probe::TpmSource,
@@ -90,6 +94,12 @@ async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(api::resolve_group)
         .transpose()
         .context("--socket-group")?;
+    let challenger = args
+        .challenges
+        .as_deref()
+        .map(crate::challenger::Config::load)
+        .transpose()?
+        .map(|config| crate::challenger::Challenger::new(config, &args.state_dir));
     let sd = Systemd::connect(args.bus.as_deref()).await?;
     let (supervisor, status) =
         Supervisor::new(sd, manifest, args.manifest.path.display().to_string());
@@ -99,6 +109,7 @@ async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         state_dir: args.state_dir.clone(),
         tpm: args.tcti.clone(),
         started_at: crate::now_unix() as f64,
+        challenger: challenger.clone(),
     };
     let app = api::router(state);
     api::serve_unix(&args.socket, app.clone(), socket_group).await?;
@@ -107,6 +118,10 @@ async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         let auth = crate::api_auth::Authorizer::from_file(keys)?;
         api::serve_tcp(addr, app, auth).await?;
         eprintln!("xnode-agent: signed-request API on {addr}");
+    }
+
+    if let Some(c) = challenger {
+        tokio::spawn(c.schedule());
     }
 
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();

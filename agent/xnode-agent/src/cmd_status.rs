@@ -67,6 +67,50 @@ fn bytes(n: u64) -> String {
 }
 
 /// The status document as a screen of text.
+/// The proof-of-resource line: what runs now, else the last result, and
+/// when the schedule runs next.
+fn render_proof(out: &mut String, p: &Value, now: f64) {
+    let r = &p["running"];
+    let line = if !r.is_null() {
+        let pct =
+            r["done"].as_f64().unwrap_or(0.0) * 100.0 / r["total"].as_f64().unwrap_or(0.0).max(1.0);
+        format!(
+            "proof of resource: RUNNING ({} for {}), {} {pct:.0}%",
+            str_of(&r["source"], "by"),
+            ago(now, r["started_at"].as_f64().unwrap_or(0.0)).replace(" ago", ""),
+            r["phase"].as_str().unwrap_or("starting")
+        )
+    } else {
+        let l = &p["last"];
+        match l["ok"].as_bool() {
+            None => "proof of resource: none yet".to_string(),
+            Some(ok) => format!(
+                "proof of resource {} {}: {}",
+                if ok { "proven" } else { "FAILED" },
+                ago(now, l["finished_at"].as_f64().unwrap_or(0.0)),
+                if ok {
+                    l["proven"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default()
+                } else {
+                    str_of(l, "error").to_string()
+                }
+            ),
+        }
+    };
+    let _ = write!(out, "{line}");
+    if let Some(next) = p["next_at"].as_f64() {
+        let _ = write!(out, " · next in {:.0} min", ((next - now) / 60.0).max(0.0));
+    }
+    let _ = writeln!(out);
+}
+
 pub fn render(v: &Value, now: f64) -> String {
     let mut out = String::new();
     let agent = &v["agent"];
@@ -116,6 +160,9 @@ pub fn render(v: &Value, now: f64) -> String {
                 }
             );
         }
+    }
+    if let Some(p) = v.get("proof_of_resource").filter(|p| !p.is_null()) {
+        render_proof(&mut out, p, now);
     }
     let services = v["services"].as_array().cloned().unwrap_or_default();
     if services.is_empty() {
@@ -183,6 +230,9 @@ mod tests {
         let v = serde_json::json!({
             "agent": {"version": "0.1.0", "pid": 42, "started_at": 1000.0, "hostname": "n1"},
             "attestation": {"path": "/var/lib/xnode/attestation.json", "time_unix": 1300, "sequence": 7, "node_id": "12D3KooW", "software_tpm": true, "error": null},
+            "proof_of_resource": {"every_seconds": 21600, "next_at": 1960.0, "running": null,
+                "last": {"source": {"by": "schedule", "beacon": "ab"}, "seed": "00", "started_at": 1200, "finished_at": 1260,
+                         "ok": true, "proven": ["cpu: 8 core(s), 16777216 steps a lane in 1.02 s"], "error": null}},
             "manifest": "/etc/xnode/manifest.json", "manifest_loaded_at": 1000.0,
             "manifest_rejected": "services[0].unit: 'x' is not a systemd service unit name",
             "services": [
@@ -202,6 +252,10 @@ mod tests {
         assert!(text.contains("REJECTED"), "{text}");
         assert!(
             text.contains("attestation #7 60 s ago by 12D3KooW (SOFTWARE TPM)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("proof of resource proven 100 s ago: cpu: 8 core(s), 16777216 steps a lane in 1.02 s · next in 10 min"),
             "{text}"
         );
         assert!(

@@ -4,6 +4,7 @@ mod api;
 mod api_auth;
 mod api_client;
 #[cfg(feature = "attest")]
+mod challenger;
 mod cmd_attest;
 mod cmd_challenge;
 mod cmd_firstboot;
@@ -16,6 +17,7 @@ mod cmd_status;
 mod cmd_unit;
 mod cmd_verify;
 mod node_config;
+mod prove;
 mod summary;
 
 use std::process::ExitCode;

@@ -256,6 +256,29 @@ fn the_modules_evaluate_to_the_golden_manifest_and_units() {
         assert!(scenarios.contains_key(*name), "scenario {name} is missing");
     }
 
+    // Continuous proof of resource: the rendered challenges file is one
+    // the agent takes, the daemon is given it, and may write the plot.
+    let por = &scenarios["proof-of-resource"];
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("challenges.json");
+    std::fs::write(&f, serde_json::to_vec(&por["challenges"]).unwrap()).unwrap();
+    let claim = json(&run_ok(
+        agent().args(["challenge", "config", "--json"]).arg(&f),
+    ));
+    assert_eq!(claim["every_seconds"], 43200);
+    assert_eq!(claim["cpu"]["lanes"], 8);
+    assert_eq!(claim["memory"]["bytes"], 16u64 << 30);
+    assert_eq!(claim["disk"]["bytes"], 1u64 << 40);
+    let unit = &por["units"]["xnode-agent"]["serviceConfig"];
+    assert!(
+        unit["ExecStart"]
+            .as_str()
+            .unwrap()
+            .contains("--challenges /nix/store/"),
+        "{unit}"
+    );
+    assert_eq!(unit["ReadWritePaths"], serde_json::json!(["/srv/xnode"]));
+
     // The validator: every part declared, in dependency order, its
     // listeners on the firewall, and the agent under its watchdog.
     let v = &scenarios["validator"];
