@@ -9,6 +9,7 @@
 //! `docs/proof-of-resource.md` for each protocol's soundness argument.
 
 pub mod cpu;
+pub mod gpu;
 pub mod memory;
 pub mod merkle;
 pub mod report;
