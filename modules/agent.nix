@@ -90,8 +90,14 @@ let
   '';
 
   # NVML (libnvidia-ml.so) comes from the driver, not the store.
+  # The GPU challenge runs CUDA: the driver's libcuda (beside NVML), NVRTC
+  # to compile its kernels, and the unified-memory device.
+  gpuProof = por.enable && builtins.elem "gpu" (por.claim.resources or [ ]);
   nvmlEnvironment = lib.optionalAttrs xnode.hardware.nvidia.enable {
-    LD_LIBRARY_PATH = "/run/opengl-driver/lib";
+    LD_LIBRARY_PATH = lib.concatStringsSep ":" (
+      [ "/run/opengl-driver/lib" ]
+      ++ lib.optional gpuProof "${lib.getLib pkgs.cudaPackages.cuda_nvrtc}/lib"
+    );
   };
 
   # The agent reads DMI serials (root-only files), the TPM and systemd's
@@ -105,7 +111,8 @@ let
     ++ lib.optionals xnode.hardware.nvidia.enable [
       "/dev/nvidiactl rw"
       "char-nvidia-frontend rw"
-    ];
+    ]
+    ++ lib.optional gpuProof "char-nvidia-uvm rw";
     # NVML reads PCI config space of the GPUs through sysfs.
     ProtectKernelTunables = !xnode.hardware.nvidia.enable;
     ProtectProc = "default";
@@ -258,6 +265,10 @@ in
 
   config = lib.mkIf cfg.enable {
     assertions = [
+      {
+        assertion = !gpuProof || xnode.hardware.nvidia.enable;
+        message = "services.xnode.agent.proofOfResource.claim.resources has \"gpu\": the GPU challenge needs the NVIDIA driver and CUDA; import the NVIDIA profile (hardware/nvidia.nix) or drop \"gpu\".";
+      }
       {
         assertion = cfg.api.tcp == null || (import ./lib/ports.nix).parse cfg.api.tcp != null;
         message = "services.xnode.agent.api.tcp = \"${toString cfg.api.tcp}\" is not IP:PORT: write it like \"0.0.0.0:7300\".";

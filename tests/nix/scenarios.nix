@@ -118,6 +118,36 @@ in
     ];
   };
 
+  # The GPU challenge in the daemon: CUDA's libraries and devices for it.
+  gpu-proof = {
+    units = [ "xnode-agent" ];
+    modules = [
+      agent
+      (nvidiaProfileWithGpu 4318) # 0x10de, NVIDIA
+      {
+        services.xnode.agent.proofOfResource = {
+          enable = true;
+          claim.resources = [
+            "cpu"
+            "gpu"
+          ];
+        };
+      }
+    ];
+  };
+  gpu-proof-without-profile = {
+    units = [ ];
+    modules = [
+      agent
+      {
+        services.xnode.agent.proofOfResource = {
+          enable = true;
+          claim.resources = [ "gpu" ];
+        };
+      }
+    ];
+  };
+
   # An operator's own service beside the agent, with an http check.
   generic = {
     units = [ "node-exporter" ];

@@ -22,6 +22,7 @@ in
     jq = fakeDrv "jq";
     curl = fakeDrv "curl";
     util-linux = fakeDrv "util-linux";
+    cudaPackages.cuda_nvrtc = fakeDrv "cuda_nvrtc-12.6";
     inherit writeText;
     writeShellScript = writeText;
     writeShellApplication = { name, text, ... }: writeText name text;

@@ -92,10 +92,10 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
     let fresh = match &opts.freshness {
         Freshness::Nonce(n) | Freshness::Beacon(n) => n,
     };
-    let capacity = opts
+    let proofs = opts
         .capacity
         .as_deref()
-        .map(|bytes| capacity_for(bytes, fresh))
+        .map(|bytes| capacity_answers(bytes, fresh))
         .transpose()?;
     let (identity, created_identity) = NodeIdentity::load_or_create(&opts.state_dir)?;
 
@@ -135,6 +135,11 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
         .and_then(|s| s.nixos.as_ref())
         .and_then(|n| n.current_system.clone());
 
+    let inventory_json =
+        serde_json::to_value(&inventory).map_err(|e| AttestError::Invalid(e.to_string()))?;
+    let capacity = proofs
+        .map(|p| capacity_checked(p, fresh, &inventory_json))
+        .transpose()?;
     let sequence = next_sequence(&opts.state_dir)?;
     let (kind, fresh) = match &opts.freshness {
         Freshness::Nonce(n) => (FreshnessKind::Nonce, n),
@@ -203,27 +208,43 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, AttestError> {
     })
 }
 
-/// The proof-of-resource report to embed, checked first as a verifier
-/// would: a report that would fail there is refused here, with why.
-fn capacity_for(
+fn capacity_error(why: String) -> AttestError {
+    AttestError::Invalid(format!("--capacity: {why}"))
+}
+
+/// The proof-of-resource report to embed, parsed, and answering this
+/// attestation's nonce or beacon: checked before anything else is done.
+fn capacity_answers(
     bytes: &[u8],
     freshness: &[u8],
-) -> Result<Box<serde_json::value::RawValue>, AttestError> {
-    let invalid = |why: String| AttestError::Invalid(format!("--capacity: {why}"));
-    let proofs = por::report::ChallengeReport::parse(bytes).map_err(|e| invalid(e.to_string()))?;
+) -> Result<por::report::ChallengeReport, AttestError> {
+    let proofs =
+        por::report::ChallengeReport::parse(bytes).map_err(|e| capacity_error(e.to_string()))?;
     let seed = por::report::attestation_seed(freshness);
     if proofs.seed != seed {
-        return Err(invalid(format!(
+        return Err(capacity_error(format!(
             "the proofs answer seed {}; for this nonce or beacon they must answer {seed} \
              (xnode-agent challenge run --for-attestation {})",
             proofs.seed,
             hex::encode(freshness)
         )));
     }
+    Ok(proofs)
+}
+
+/// The proofs checked as a verifier will check them, GPUs against the
+/// inventory this report carries: a report that would fail there is
+/// refused here, with why.
+fn capacity_checked(
+    proofs: por::report::ChallengeReport,
+    freshness: &[u8],
+    inventory: &serde_json::Value,
+) -> Result<Box<serde_json::value::RawValue>, AttestError> {
+    let seed = por::report::attestation_seed(freshness);
     proofs
-        .check_claimed(&seed)
-        .map_err(|e| invalid(format!("the proofs do not check out: {e}")))?;
-    serde_json::value::to_raw_value(&proofs).map_err(|e| invalid(e.to_string()))
+        .check_claimed(&seed, por::report::GpuClaim::from_inventory(inventory))
+        .map_err(|e| capacity_error(format!("the proofs do not check out: {e}")))?;
+    serde_json::value::to_raw_value(&proofs).map_err(|e| capacity_error(e.to_string()))
 }
 
 /// The prover's own computation of the qualifying data (the verifier has

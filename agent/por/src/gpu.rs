@@ -14,7 +14,7 @@
 //!
 //! This module holds the protocol and a CPU reference prover, which CI
 //! runs at small sizes; a GPU prover computes the same C and commits it
-//! the same way ([`CardCommitment::new`]).
+//! the same way ([`CardCommitment::from_leaves`], [`chunk_leaves`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -120,6 +120,11 @@ impl Matrices {
         }
     }
 
+    /// The keys of A and B, for a prover that makes them elsewhere.
+    pub fn keys(&self) -> (u64, u64) {
+        (self.a_key, self.b_key)
+    }
+
     pub fn a(&self, i: u32, k: u32) -> u32 {
         element(self.a_key, u64::from(i) * u64::from(self.n) + u64::from(k))
     }
@@ -167,7 +172,7 @@ impl Matrices {
 }
 
 /// The leaf of chunk `index`: its entries, little-endian, after the index.
-fn chunk_leaf(index: u64, values: &[u32]) -> Hash {
+pub fn chunk_leaf(index: u64, values: &[u32]) -> Hash {
     let mut data = Vec::with_capacity(8 + values.len() * 4);
     data.extend_from_slice(&index.to_le_bytes());
     for v in values {
@@ -176,17 +181,62 @@ fn chunk_leaf(index: u64, values: &[u32]) -> Hash {
     merkle::leaf_hash(&data)
 }
 
-/// One card's C and the tree over its chunks.
+/// The leaves of consecutive chunks of C, from chunk `first` on, hashed
+/// on `threads` threads. `c` holds whole chunks.
+pub fn chunk_leaves(first: u64, c: &[u32], threads: u32) -> Vec<Hash> {
+    let chunks: Vec<&[u32]> = c.chunks(CHUNK as usize).collect();
+    let per = chunks.len().div_ceil(threads.max(1) as usize).max(1);
+    let mut leaves = vec![[0u8; 32]; chunks.len()];
+    std::thread::scope(|s| {
+        for (t, (out, group)) in leaves.chunks_mut(per).zip(chunks.chunks(per)).enumerate() {
+            s.spawn(move || {
+                for (i, (leaf, chunk)) in out.iter_mut().zip(group).enumerate() {
+                    *leaf = chunk_leaf(first + (t * per + i) as u64, chunk);
+                }
+            });
+        }
+    });
+    leaves
+}
+
+/// One card's commitment: the tree over its chunks. The product stays
+/// with the prover (in host memory, or on the card), which hands over the
+/// sampled chunks when the commitment is opened.
 #[derive(Debug)]
 pub struct CardCommitment {
     uuid: String,
-    c: Vec<u32>,
     tree: Tree,
 }
 
 impl CardCommitment {
-    /// Commit to `c`, the card's product, row by row (n·n entries).
-    pub fn new(params: &GpuParams, uuid: &str, c: Vec<u32>) -> Result<CardCommitment, PorError> {
+    /// Commit to the leaves of a card's product (`n²/64` of them, in order).
+    pub fn from_leaves(
+        params: &GpuParams,
+        uuid: &str,
+        leaves: Vec<Hash>,
+    ) -> Result<CardCommitment, PorError> {
+        if leaves.len() as u64 != params.chunks() {
+            return Err(PorError::Params(format!(
+                "{} leaves, not n²/{CHUNK} = {}",
+                leaves.len(),
+                params.chunks()
+            )));
+        }
+        let tree =
+            Tree::new(leaves).ok_or_else(|| PorError::Params("n must be positive".into()))?;
+        Ok(CardCommitment {
+            uuid: uuid.to_string(),
+            tree,
+        })
+    }
+
+    /// Commit to a card's whole product, row by row (n·n entries).
+    pub fn new(
+        params: &GpuParams,
+        uuid: &str,
+        c: &[u32],
+        threads: u32,
+    ) -> Result<CardCommitment, PorError> {
         if c.len() as u64 != params.entries() {
             return Err(PorError::Params(format!(
                 "the product has {} entries, not n² = {}",
@@ -194,18 +244,7 @@ impl CardCommitment {
                 params.entries()
             )));
         }
-        let leaves = c
-            .chunks(CHUNK as usize)
-            .enumerate()
-            .map(|(i, chunk)| chunk_leaf(i as u64, chunk))
-            .collect();
-        let tree =
-            Tree::new(leaves).ok_or_else(|| PorError::Params("n must be positive".into()))?;
-        Ok(CardCommitment {
-            uuid: uuid.to_string(),
-            c,
-            tree,
-        })
+        CardCommitment::from_leaves(params, uuid, chunk_leaves(0, c, threads))
     }
 
     pub fn root(&self) -> Hash {
@@ -216,29 +255,40 @@ impl CardCommitment {
         &self.uuid
     }
 
-    /// Open the chunks holding the entries the nonce samples.
-    pub fn open(&self, params: &GpuParams, nonce: &Seed) -> CardProof {
+    /// The chunks the nonce samples (their indices, in sample order).
+    pub fn sampled_chunks(&self, params: &GpuParams, nonce: &Seed) -> Vec<u64> {
         let root = self.root();
-        let openings = (0..params.samples)
-            .map(|k| {
-                let entry = sample_entry(params, &self.uuid, nonce, &root, k);
-                let chunk = entry / u64::from(CHUNK);
-                let start = (chunk * u64::from(CHUNK)) as usize;
-                ChunkOpening {
-                    chunk,
-                    values: self.c[start..start + CHUNK as usize].to_vec(),
+        (0..params.samples)
+            .map(|k| sample_entry(params, &self.uuid, nonce, &root, k) / u64::from(CHUNK))
+            .collect()
+    }
+
+    /// Open the sampled chunks; `chunk` hands over a chunk's entries.
+    pub fn open(
+        &self,
+        params: &GpuParams,
+        nonce: &Seed,
+        mut chunk: impl FnMut(u64) -> Result<Vec<u32>, PorError>,
+    ) -> Result<CardProof, PorError> {
+        let openings = self
+            .sampled_chunks(params, nonce)
+            .into_iter()
+            .map(|index| {
+                Ok(ChunkOpening {
+                    chunk: index,
+                    values: chunk(index)?,
                     proof: self
                         .tree
-                        .prove(chunk as usize)
-                        .unwrap_or(merkle::Proof { siblings: vec![] }),
-                }
+                        .prove(index as usize)
+                        .ok_or_else(|| PorError::Params(format!("no chunk {index}")))?,
+                })
             })
-            .collect();
-        CardProof {
+            .collect::<Result<_, PorError>>()?;
+        Ok(CardProof {
             uuid: self.uuid.clone(),
-            root,
+            root: self.root(),
             openings,
-        }
+        })
     }
 }
 
@@ -288,24 +338,40 @@ pub struct GpuProof {
     pub cards: Vec<CardProof>,
 }
 
-/// Commit every card's product and open it at the self-derived nonce.
+/// Commit every card's product (in host memory) and open it at the
+/// self-derived nonce.
 pub fn prove(
     params: &GpuParams,
     seed: &Seed,
     products: Vec<(String, Vec<u32>)>,
+    threads: u32,
 ) -> Result<GpuProof, PorError> {
     let cards = products
-        .into_iter()
-        .map(|(uuid, c)| CardCommitment::new(params, &uuid, c))
+        .iter()
+        .map(|(uuid, c)| CardCommitment::new(params, uuid, c, threads))
         .collect::<Result<Vec<_>, _>>()?;
-    let roots: Vec<(&str, Hash)> = cards.iter().map(|c| (c.uuid(), c.root())).collect();
-    let nonce = self_nonce(seed, &roots);
+    let nonce = nonce_for(seed, &cards);
+    let chunk = |c: &[u32], i: u64| {
+        let start = (i * u64::from(CHUNK)) as usize;
+        Ok(c[start..start + CHUNK as usize].to_vec())
+    };
+    let proofs = cards
+        .iter()
+        .zip(&products)
+        .map(|(card, (_, c))| card.open(params, &nonce, |i| chunk(c, i)))
+        .collect::<Result<_, _>>()?;
     Ok(GpuProof {
         params: *params,
         seed: *seed,
         nonce,
-        cards: cards.iter().map(|c| c.open(params, &nonce)).collect(),
+        cards: proofs,
     })
+}
+
+/// The nonce for a set of commitments.
+pub fn nonce_for(seed: &Seed, cards: &[CardCommitment]) -> Seed {
+    let roots: Vec<(&str, Hash)> = cards.iter().map(|c| (c.uuid(), c.root())).collect();
+    self_nonce(seed, &roots)
 }
 
 /// The CPU reference prover: every claimed card's product computed here.
@@ -325,7 +391,7 @@ pub fn prove_reference(
             (u.clone(), c)
         })
         .collect();
-    prove(params, seed, products)
+    prove(params, seed, products, threads)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -511,7 +577,7 @@ mod tests {
                     c.rotate_left(half);
                 }
             }
-            let proof = prove(&p, &s, cheat).unwrap();
+            let proof = prove(&p, &s, cheat, 2).unwrap();
             let e = check(&proof, &p, &s, &cards()).unwrap_err().to_string();
             assert!(e.contains("not the product's value"), "{e}");
         }
@@ -523,7 +589,7 @@ mod tests {
         let s = seed(3);
         let claimed = cards();
         let reason = |products: Vec<(String, Vec<u32>)>| {
-            let proof = prove(&p, &s, products).unwrap();
+            let proof = prove(&p, &s, products, 2).unwrap();
             check(&proof, &p, &s, &claimed).unwrap_err().to_string()
         };
         // One card proven, two claimed.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::{self, CpuParams, CpuProof, CpuVerdict};
+use crate::gpu::{self, GpuParams, GpuProof, GpuVerdict};
 use crate::memory::{self, MemParams, MemProof, MemVerdict};
 use crate::storage::{self, DiskParams, DiskProof, DiskVerdict};
 use crate::{PorError, Seed};
@@ -28,6 +29,44 @@ pub struct ProofParams {
     pub cpu: Option<CpuParams>,
     pub memory: Option<MemParams>,
     pub disk: Option<DiskParams>,
+    pub gpu: Option<GpuClaim>,
+}
+
+/// What a GPU proof is checked against: the parameters, and the cards the
+/// node claims (their UUIDs, as its inventory lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuClaim {
+    pub params: GpuParams,
+    pub uuids: Vec<String>,
+}
+
+impl GpuClaim {
+    /// The default claim for cards of these UUIDs and memory sizes: the
+    /// product sized to the smallest card.
+    pub fn for_cards(cards: &[(String, u64)]) -> Option<GpuClaim> {
+        let smallest = cards.iter().map(|c| c.1).min()?;
+        Some(GpuClaim {
+            params: GpuParams::for_memory(smallest),
+            uuids: cards.iter().map(|c| c.0.clone()).collect(),
+        })
+    }
+
+    /// The default claim for the GPUs an `xnode.inventory/v1` document
+    /// lists (`gpus.ok.devices[]`, those with a UUID and a memory size);
+    /// None when it lists none.
+    pub fn from_inventory(inventory: &serde_json::Value) -> Option<GpuClaim> {
+        let cards: Vec<(String, u64)> = inventory["gpus"]["ok"]["devices"]
+            .as_array()?
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    d["uuid"].as_str()?.to_string(),
+                    d["memory_total_bytes"].as_u64()?,
+                ))
+            })
+            .collect();
+        GpuClaim::for_cards(&cards)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +79,27 @@ pub struct ChallengeReport {
     pub memory: Option<MemResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuResult {
+    /// What computed the products: `cuda`, or `cpu-reference` (trials
+    /// and tests: the same products, on the CPU).
+    pub prover: String,
+    /// Each card's times, by the prover's clock.
+    pub cards: Vec<GpuCardTime>,
+    pub proof: GpuProof,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuCardTime {
+    pub uuid: String,
+    /// The product, kernel start to end: what a time bound applies to.
+    pub product_ms: u64,
+    /// Copying the product back and committing to it.
+    pub commit_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +176,16 @@ impl ChallengeReport {
         cpu::check(&result.proof, params, seed, &nonce)
     }
 
+    /// Check the GPU proof against the seed and the claimed cards.
+    pub fn check_gpu(&self, seed: &Seed, claim: &GpuClaim) -> Result<GpuVerdict, PorError> {
+        self.answers(seed)?;
+        let result = self
+            .gpu
+            .as_ref()
+            .ok_or_else(|| PorError::Rejected("the report has no GPU proof".into()))?;
+        gpu::check(&result.proof, &claim.params, seed, &claim.uuids)
+    }
+
     /// Check the storage proof: a walk of the plot seeded by `plot_seed`
     /// from the report's seed (the plot was committed before it, or was
     /// made from it).
@@ -137,7 +207,15 @@ impl ChallengeReport {
     /// parameters for the amount it claims (its lanes, bytes or plot), and
     /// the storage walk against its bound: one line per resource. What
     /// the amounts are worth is the caller's to judge, with the inventory.
-    pub fn check_claimed(&self, seed: &Seed) -> Result<Vec<String>, PorError> {
+    ///
+    /// A GPU proof is checked against `gpus`, which the caller takes from
+    /// the node's inventory (`GpuClaim::for_cards`): the cards are the
+    /// claim, not what the proof says.
+    pub fn check_claimed(
+        &self,
+        seed: &Seed,
+        gpus: Option<GpuClaim>,
+    ) -> Result<Vec<String>, PorError> {
         self.check_all(
             seed,
             &ProofParams {
@@ -153,6 +231,7 @@ impl ChallengeReport {
                     .disk
                     .as_ref()
                     .map(|r| DiskParams::for_claim(r.proof.params.plot.bytes)),
+                gpu: gpus,
             },
         )
     }
@@ -203,6 +282,25 @@ impl ChallengeReport {
                 p.walk_steps
             ));
         }
+        if let Some(r) = &self.gpu {
+            let claim = params.gpu.as_ref().ok_or_else(|| {
+                PorError::Rejected(
+                    "the report has a GPU proof but no GPU is claimed (the inventory lists none)"
+                        .into(),
+                )
+            })?;
+            self.check_gpu(seed, claim)?;
+            let slowest = r.cards.iter().map(|c| c.product_ms).max().unwrap_or(0);
+            lines.push(format!(
+                "gpu: {} card(s) ({}), {}×{} products, the slowest in {:.2} s ({})",
+                claim.uuids.len(),
+                claim.uuids.join(", "),
+                claim.params.n,
+                claim.params.n,
+                slowest as f64 / 1000.0,
+                r.prover
+            ));
+        }
         if lines.is_empty() {
             return Err(PorError::Rejected("the report has no proof in it".into()));
         }
@@ -249,7 +347,67 @@ mod tests {
             }),
             memory: None,
             disk: None,
+            gpu: None,
         }
+    }
+
+    #[test]
+    fn a_gpu_proof_is_checked_against_the_claimed_cards() {
+        let seed = attestation_seed(b"nonce");
+        let uuids = vec!["GPU-a".to_string(), "GPU-b".to_string()];
+        let claim = GpuClaim {
+            params: GpuParams {
+                n: 128,
+                samples: 64,
+            },
+            uuids: uuids.clone(),
+        };
+        let proof =
+            gpu::prove_reference(&claim.params, &seed, &uuids, 2, &AtomicU64::new(0)).unwrap();
+        let mut r = report(seed);
+        r.cpu = None;
+        r.gpu = Some(GpuResult {
+            prover: "cpu-reference".into(),
+            cards: uuids
+                .iter()
+                .map(|u| GpuCardTime {
+                    uuid: u.clone(),
+                    product_ms: 1500,
+                    commit_ms: 10,
+                })
+                .collect(),
+            proof,
+        });
+        let back = ChallengeReport::parse(&serde_json::to_vec(&r).unwrap()).unwrap();
+        let lines = back.check_claimed(&seed, Some(claim.clone())).unwrap();
+        assert_eq!(
+            lines,
+            ["gpu: 2 card(s) (GPU-a, GPU-b), 128×128 products, the slowest in 1.50 s (cpu-reference)"]
+        );
+        // The inventory's cards are the claim: another set fails, none fails.
+        let other = GpuClaim {
+            uuids: vec!["GPU-a".into(), "GPU-c".into()],
+            ..claim.clone()
+        };
+        let e = back.check_claimed(&seed, Some(other)).unwrap_err();
+        assert!(e.to_string().contains("missing or swapped"), "{e}");
+        let e = back.check_claimed(&seed, None).unwrap_err();
+        assert!(e.to_string().contains("no GPU is claimed"), "{e}");
+        // Sized to the smallest card.
+        let sized = GpuClaim::for_cards(&[("GPU-a".into(), 80 << 30), ("GPU-b".into(), 40 << 30)]);
+        assert_eq!(sized.unwrap().params, GpuParams::for_memory(40 << 30));
+        assert_eq!(GpuClaim::for_cards(&[]), None);
+        let inventory = serde_json::json!({"gpus": {"ok": {"devices": [
+            {"uuid": "GPU-a", "memory_total_bytes": 85_899_345_920u64},
+            {"uuid": "GPU-b", "memory_total_bytes": null}
+        ]}}});
+        let from = GpuClaim::from_inventory(&inventory).unwrap();
+        assert_eq!(from.uuids, ["GPU-a"]);
+        assert_eq!(from.params, GpuParams::for_memory(80 << 30));
+        assert_eq!(
+            GpuClaim::from_inventory(&serde_json::json!({"gpus": {"error": "x"}})),
+            None
+        );
     }
 
     #[test]
@@ -275,20 +433,21 @@ mod tests {
             }),
             memory: None,
             disk: None,
+            gpu: None,
         };
-        let lines = r.check_claimed(&seed).unwrap();
+        let lines = r.check_claimed(&seed, None).unwrap();
         assert_eq!(lines, ["cpu: 1 core(s), 16777216 steps a lane in 1.00 s"]);
         let err = r
-            .check_claimed(&attestation_seed(b"another nonce"))
+            .check_claimed(&attestation_seed(b"another nonce"), None)
             .unwrap_err();
         assert!(err.to_string().contains("answers seed"), "{err}");
 
         // Proofs at lighter parameters than the defaults prove nothing here.
         r.cpu = report(seed).cpu;
-        let err = r.check_claimed(&seed).unwrap_err();
+        let err = r.check_claimed(&seed, None).unwrap_err();
         assert!(err.to_string().contains("parameters"), "{err}");
         r.cpu = None;
-        let err = r.check_claimed(&seed).unwrap_err();
+        let err = r.check_claimed(&seed, None).unwrap_err();
         assert!(err.to_string().contains("no proof in it"), "{err}");
     }
 

@@ -320,8 +320,11 @@ fn capacity(report: &Report, raw: &str) -> Result<String, String> {
             proofs.seed
         ));
     }
+    // The GPUs claimed are the ones the signed inventory lists.
+    let inventory: serde_json::Value =
+        serde_json::from_str(report.inventory.get()).map_err(|e| e.to_string())?;
     proofs
-        .check_claimed(&seed)
+        .check_claimed(&seed, por::report::GpuClaim::from_inventory(&inventory))
         .map(|lines| lines.join("; "))
         .map_err(|e| e.to_string())
 }

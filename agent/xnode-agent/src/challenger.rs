@@ -738,13 +738,13 @@ pub(crate) mod tests {
         assert_eq!(c.claim.cpu.unwrap().lanes, 2);
 
         let bad = br#"{"schema": "xnode.challenges/v2", "every_seconds": 5, "nice": 40,
-            "claim": {"resources": ["gpu"]}}"#;
+            "claim": {"resources": ["fpga"]}}"#;
         let e = Config::parse(bad).unwrap_err().to_string();
         for why in [
             "schema: 'xnode.challenges/v2'",
             "every_seconds: at least 60",
             "nice: 40",
-            "\"gpu\" has no challenge",
+            "\"fpga\" has no challenge",
         ] {
             assert!(e.contains(why), "{why}: {e}");
         }

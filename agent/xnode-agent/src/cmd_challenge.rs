@@ -106,6 +106,13 @@ pub struct CheckArgs {
     /// clock (default: the protocol's bound for the parameters).
     #[arg(long)]
     max_disk_walk_seconds: Option<f64>,
+    /// GPUs claimed: UUIDs, comma-separated (as the node's inventory lists
+    /// them); checks the GPU proof.
+    #[arg(long, value_delimiter = ',')]
+    gpus: Vec<String>,
+    /// The GPU product's size n the challenge asked for.
+    #[arg(long, requires = "gpus")]
+    gpu_n: Option<u32>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -308,7 +315,11 @@ struct Verdict {
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let report = ChallengeReport::parse(&bytes).with_context(|| a.file.display().to_string())?;
-    if report.cpu.is_none() && report.memory.is_none() && report.disk.is_none() {
+    if report.cpu.is_none()
+        && report.memory.is_none()
+        && report.disk.is_none()
+        && report.gpu.is_none()
+    {
         bail!("{}: the report has no proof in it", a.file.display());
     }
     let mut verdicts = serde_json::Map::new();
@@ -345,6 +356,19 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         ),
         (None, Some(_)) => bail!("--disk: the report has no storage proof"),
         (None, None) => {}
+    }
+    match (&report.gpu, a.gpus.is_empty()) {
+        (Some(result), false) => {
+            let v = check_gpu(&a, &report, result)?;
+            all_ok &= v.ok;
+            lines.push(v.line);
+            verdicts.insert("gpu".into(), v.json);
+        }
+        (Some(_), true) => bail!(
+            "the report has a GPU proof: give --gpus UUID,... (the cards claimed, as the inventory lists them)"
+        ),
+        (None, false) => bail!("--gpus: the report has no GPU proof"),
+        (None, true) => {}
     }
     if a.json {
         verdicts.insert("ok".into(), all_ok.into());
@@ -441,6 +465,47 @@ fn check_memory(
             "verifier_hashes": p.verifier_hashes(),
             "check_seconds": check_secs,
             "error": why,
+        }),
+        line,
+    })
+}
+
+fn check_gpu(
+    a: &CheckArgs,
+    report: &ChallengeReport,
+    result: &por::report::GpuResult,
+) -> anyhow::Result<Verdict> {
+    let params = por::gpu::GpuParams {
+        n: a.gpu_n.unwrap_or(result.proof.params.n),
+        samples: 64,
+    };
+    params.validate()?;
+    let claim = por::report::GpuClaim {
+        params,
+        uuids: a.gpus.clone(),
+    };
+    let started = Instant::now();
+    let verdict = report.check_gpu(&a.seed, &claim).map_err(|e| e.to_string());
+    let check_secs = started.elapsed().as_secs_f64();
+    let slowest = result.cards.iter().map(|c| c.product_ms).max().unwrap_or(0) as f64 / 1000.0;
+    let line = match &verdict {
+        Ok(v) => format!(
+            "gpu: ok: {} card(s), {}×{} products, the slowest in {slowest:.2} s ({}); {} entries re-computed here in {check_secs:.3} s",
+            v.cards, params.n, params.n, result.prover, v.entries_checked
+        ),
+        Err(e) => format!("gpu: FAILED: {e}"),
+    };
+    Ok(Verdict {
+        ok: verdict.is_ok(),
+        json: serde_json::json!({
+            "cards": claim.uuids,
+            "n": params.n,
+            "prover": result.prover,
+            "product_seconds": result.cards.iter().map(|c| (c.uuid.clone(), c.product_ms as f64 / 1000.0)).collect::<std::collections::BTreeMap<_, _>>(),
+            "prover_macs_per_card": params.prover_macs(),
+            "verifier_macs_per_card": params.verifier_macs(),
+            "check_seconds": check_secs,
+            "error": verdict.err(),
         }),
         line,
     })

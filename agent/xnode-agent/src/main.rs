@@ -3,8 +3,8 @@
 mod api;
 mod api_auth;
 mod api_client;
-#[cfg(feature = "attest")]
 mod challenger;
+#[cfg(feature = "attest")]
 mod cmd_attest;
 mod cmd_challenge;
 mod cmd_firstboot;

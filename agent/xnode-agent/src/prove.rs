@@ -11,23 +11,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use por::cpu::{self, CpuParams};
+use por::gpu::GpuParams;
 use por::memory::{self, MemParams};
 use por::report::{
-    mem_self_nonce, ChallengeReport, CpuResult, DiskResult, MemResult, ProofParams, SCHEMA,
+    mem_self_nonce, ChallengeReport, CpuResult, DiskResult, GpuCardTime, GpuClaim, GpuResult,
+    MemResult, ProofParams, SCHEMA,
 };
 use por::storage::{DiskParams, Plot};
 use por::Seed;
 use serde::{Deserialize, Serialize};
 
 /// The resources a challenge covers in this version.
-pub const RESOURCES: &[&str] = &["cpu", "mem", "disk"];
+pub const RESOURCES: &[&str] = &["cpu", "mem", "disk", "gpu"];
 
 /// What a node claims, as a command line or the daemon's configuration
 /// gives it; [`ClaimSpec::claim`] checks it.
 #[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimSpec {
-    /// Resources to prove, comma-separated. Available: cpu, mem, disk.
+    /// Resources to prove, comma-separated. Available: cpu, mem, disk, gpu.
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     #[serde(default = "default_resources")]
     pub resources: Vec<String>,
@@ -63,6 +65,19 @@ pub struct ClaimSpec {
     #[command(flatten)]
     #[serde(default)]
     pub disk_shape: DiskShape,
+    /// GPUs claimed (with gpu): UUIDs, comma-separated (default: every card CUDA sees).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub gpus: Vec<String>,
+    /// The GPU product's size n (default: sized to the smallest card's memory).
+    #[arg(long)]
+    #[serde(default)]
+    pub gpu_n: Option<u32>,
+    /// Compute the GPU products on the CPU instead (the reference prover,
+    /// for trials and tests; needs --gpus and --gpu-n).
+    #[arg(long)]
+    #[serde(default)]
+    pub gpu_reference: bool,
 }
 
 fn default_resources() -> Vec<String> {
@@ -117,8 +132,16 @@ pub struct Claim {
     pub cpu: Option<CpuParams>,
     pub memory: Option<MemParams>,
     pub disk: Option<DiskClaim>,
-    /// Threads that fill memory and make the plot.
+    pub gpu: Option<GpuRun>,
+    /// Threads that fill memory, make the plot and hash GPU products.
     pub threads: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct GpuRun {
+    pub claim: GpuClaim,
+    /// On the CPU (the reference prover), not through CUDA.
+    pub reference: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -174,11 +197,76 @@ impl ClaimSpec {
                 plot_seed: self.plot_seed,
             }),
         };
+        let gpu = wants("gpu").then(|| self.gpu_run()).transpose()?;
         Ok(Claim {
             cpu,
             memory,
             disk,
+            gpu,
             threads: cores,
+        })
+    }
+
+    /// The cards and the product's size: given, or from the cards CUDA sees.
+    fn gpu_run(&self) -> anyhow::Result<GpuRun> {
+        let params = |n: u32| {
+            let p = GpuParams { n, samples: 64 };
+            p.validate().map(|()| p)
+        };
+        if self.gpu_reference {
+            let n = self
+                .gpu_n
+                .context("--gpu-reference needs --gpu-n N (the product's size)")?;
+            if self.gpus.is_empty() {
+                bail!("--gpu-reference needs --gpus UUID,... (the cards the products stand for)");
+            }
+            return Ok(GpuRun {
+                claim: GpuClaim {
+                    params: params(n)?,
+                    uuids: self.gpus.clone(),
+                },
+                reference: true,
+            });
+        }
+        let present = por_cuda::cards().context("gpu")?;
+        let chosen: Vec<&por_cuda::Card> = if self.gpus.is_empty() {
+            present.iter().collect()
+        } else {
+            self.gpus
+                .iter()
+                .map(|u| {
+                    present
+                        .iter()
+                        .find(|c| c.uuid.eq_ignore_ascii_case(u))
+                        .with_context(|| {
+                            format!(
+                                "--gpus: {u} is not on this machine (CUDA sees: {})",
+                                present
+                                    .iter()
+                                    .map(|c| c.uuid.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        let sized = GpuClaim::for_cards(
+            &chosen
+                .iter()
+                .map(|c| (c.uuid.clone(), c.memory_bytes))
+                .collect::<Vec<_>>(),
+        )
+        .context("gpu: CUDA sees no card")?;
+        Ok(GpuRun {
+            claim: GpuClaim {
+                params: match self.gpu_n {
+                    Some(n) => params(n)?,
+                    None => sized.params,
+                },
+                uuids: sized.uuids,
+            },
+            reference: false,
         })
     }
 }
@@ -299,6 +387,7 @@ pub fn prove(
         cpu: None,
         memory: None,
         disk: None,
+        gpu: None,
     };
     if let Some(p) = &claim.cpu {
         report.cpu = Some(run_cpu(p, seed, progress)?);
@@ -309,6 +398,9 @@ pub fn prove(
     if let Some(d) = &claim.disk {
         let new_seed = d.plot_seed.unwrap_or(*seed);
         report.disk = Some(run_disk(d, &new_seed, claim.threads, seed, progress)?);
+    }
+    if let Some(g) = &claim.gpu {
+        report.gpu = Some(run_gpu(g, seed, claim.threads, progress)?);
     }
     Ok(report)
 }
@@ -418,6 +510,70 @@ fn run_memory(p: &MemParams, seed: &Seed, progress: &dyn Progress) -> anyhow::Re
     })
 }
 
+fn run_gpu(
+    g: &GpuRun,
+    seed: &Seed,
+    threads: u32,
+    progress: &dyn Progress,
+) -> anyhow::Result<GpuResult> {
+    let p = &g.claim.params;
+    let rows = u64::from(p.n) * g.claim.uuids.len() as u64;
+    let ms = |d: Duration| d.as_millis() as u64;
+    let (result, took) = with_progress(progress, "gpu", rows, |counter| {
+        if !g.reference {
+            let (proof, timings) = por_cuda::prove(p, seed, &g.claim.uuids, threads, counter)?;
+            return anyhow::Ok(GpuResult {
+                prover: "cuda".into(),
+                cards: timings
+                    .iter()
+                    .map(|t| GpuCardTime {
+                        uuid: t.uuid.clone(),
+                        product_ms: ms(t.product),
+                        commit_ms: ms(t.commit),
+                    })
+                    .collect(),
+                proof,
+            });
+        }
+        let mut products = Vec::new();
+        let mut cards = Vec::new();
+        for uuid in &g.claim.uuids {
+            let started = Instant::now();
+            products.push((
+                uuid.clone(),
+                por::gpu::Matrices::for_card(p, seed, uuid).product(threads, counter),
+            ));
+            cards.push(GpuCardTime {
+                uuid: uuid.clone(),
+                product_ms: ms(started.elapsed()),
+                commit_ms: 0,
+            });
+        }
+        let started = Instant::now();
+        let proof = por::gpu::prove(p, seed, products, threads)?;
+        let commit_ms = ms(started.elapsed()) / cards.len().max(1) as u64;
+        for c in &mut cards {
+            c.commit_ms = commit_ms;
+        }
+        Ok(GpuResult {
+            prover: "cpu-reference".into(),
+            cards,
+            proof,
+        })
+    });
+    let result = result?;
+    progress.line(&format!(
+        "gpu: {} card(s), {}×{} products in {:.2} s ({}; slowest product {:.2} s)",
+        g.claim.uuids.len(),
+        p.n,
+        p.n,
+        took.as_secs_f64(),
+        result.prover,
+        result.cards.iter().map(|c| c.product_ms).max().unwrap_or(0) as f64 / 1000.0
+    ));
+    Ok(result)
+}
+
 /// An existing plot must have the claim's shape and, when the claim names
 /// one, its seed; it is never replaced.
 fn open_plot(d: &DiskClaim, progress: &dyn Progress) -> anyhow::Result<Plot> {
@@ -512,6 +668,7 @@ pub fn self_check(
             cpu: claim.cpu,
             memory: claim.memory,
             disk: claim.disk.as_ref().map(|d| d.params),
+            gpu: claim.gpu.as_ref().map(|g| g.claim.clone()),
         },
     )
 }

@@ -153,8 +153,8 @@ fn malformed_seeds_and_unknown_resources_are_refused_before_any_work() {
     );
     refused(&["challenge", "run", "--seed", &seed("zz")], "not hex");
     refused(
-        &run(&["--resources", "cpu,gpu"]),
-        "\"gpu\" has no challenge in this version",
+        &run(&["--resources", "cpu,fpga"]),
+        "\"fpga\" has no challenge in this version",
     );
     refused(&run(&["--resources", "mem"]), "needs --memory SIZE");
     refused(
@@ -412,4 +412,77 @@ fn a_plot_is_made_once_walked_by_later_challenges_and_checked_against_its_claim(
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("give --disk SIZE"));
+}
+
+#[test]
+fn gpu_products_from_the_reference_prover_check_against_the_claimed_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gpu.json");
+    let s = seed("c3");
+    let o = run_ok(
+        agent()
+            .args(["challenge", "run", "--seed", &s, "--resources", "gpu"])
+            .args(["--gpu-reference", "--gpus", "GPU-a,GPU-b", "--gpu-n", "128"])
+            .arg("--out")
+            .arg(&out),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("gpu: 2 card(s), 128×128 products") && stderr.contains("cpu-reference"),
+        "{stderr}"
+    );
+    let claimed = ["--gpus", "GPU-a,GPU-b", "--gpu-n", "128"];
+    let (ok, v) = check(&out, &s, &claimed);
+    assert!(ok, "{v}");
+    assert_eq!(v["gpu"]["prover"], "cpu-reference");
+    assert_eq!(v["gpu"]["verifier_macs_per_card"], 64 * 128);
+
+    // A card the node does not prove, or one it proves without claiming.
+    let (ok, v) = check(&out, &s, &["--gpus", "GPU-a,GPU-c", "--gpu-n", "128"]);
+    assert!(!ok);
+    assert!(
+        v["gpu"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing or swapped"),
+        "{v}"
+    );
+    let (ok, v) = check(&out, &s, &["--gpus", "GPU-a", "--gpu-n", "128"]);
+    assert!(!ok, "{v}");
+    // A larger product than the one made.
+    let (ok, v) = check(&out, &s, &["--gpus", "GPU-a,GPU-b", "--gpu-n", "256"]);
+    assert!(!ok);
+    assert!(
+        v["gpu"]["error"].as_str().unwrap().contains("parameters"),
+        "{v}"
+    );
+
+    // Bad GPU arguments are refused before any work.
+    let gpu = |extra: &[&str]| {
+        let mut args = vec!["challenge", "run", "--seed", &s, "--resources", "gpu"];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    refused(
+        &gpu(&["--gpu-reference", "--gpus", "GPU-a"]),
+        "needs --gpu-n N",
+    );
+    refused(
+        &gpu(&["--gpu-reference", "--gpu-n", "128"]),
+        "needs --gpus UUID",
+    );
+    refused(
+        &gpu(&["--gpu-reference", "--gpus", "GPU-a", "--gpu-n", "100"]),
+        "n must be a multiple of 64",
+    );
+
+    // Through CUDA: where the driver is absent, one line says so.
+    let o = agent().args(gpu(&["--gpu-n", "128"])).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    if e.contains("no CUDA here") {
+        assert!(!o.status.success());
+        assert!(e.contains("libcuda.so") || e.contains("libnvrtc.so"), "{e}");
+    } else {
+        eprintln!("CUDA is present: `challenge run --resources gpu` said: {e}");
+    }
 }

@@ -200,6 +200,7 @@ fn ports_are_read_from_laddrs_and_multiaddrs_and_conflicts_are_named() {
 /// Scenarios whose evaluation must fail, and a phrase of the fix each
 /// assertion must give.
 const BAD: &[(&str, &str)] = &[
+    ("gpu-proof-without-profile", "import the NVIDIA profile"),
     ("port-conflict", "give each a port of its own"),
     ("validator-without-key", "set validator.keyFile"),
     ("validator-key-in-store", "put the key outside the store"),
@@ -278,6 +279,20 @@ fn the_modules_evaluate_to_the_golden_manifest_and_units() {
         "{unit}"
     );
     assert_eq!(unit["ReadWritePaths"], serde_json::json!(["/srv/xnode"]));
+
+    // The GPU challenge: NVRTC beside the driver's libraries, and the
+    // unified-memory device CUDA opens.
+    let gpu = &scenarios["gpu-proof"]["units"]["xnode-agent"];
+    let path = gpu["environment"]["LD_LIBRARY_PATH"].as_str().unwrap();
+    assert!(
+        path.starts_with("/run/opengl-driver/lib:") && path.contains("cuda_nvrtc"),
+        "{path}"
+    );
+    let devices = gpu["serviceConfig"]["DeviceAllow"].as_array().unwrap();
+    assert!(
+        devices.iter().any(|d| d == "char-nvidia-uvm rw"),
+        "{devices:?}"
+    );
 
     // The validator: every part declared, in dependency order, its
     // listeners on the firewall, and the agent under its watchdog.
