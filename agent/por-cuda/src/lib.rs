@@ -186,6 +186,10 @@ pub fn prove(
     progress: &AtomicU64,
 ) -> Result<(GpuProof, Vec<CardTiming>), GpuError> {
     params.validate()?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = uuids.iter().find(|u| !seen.insert(u.to_ascii_lowercase())) {
+        return Err(PorError::Params(format!("card {twice} is claimed twice")).into());
+    }
     let present = cards()?;
     let mut claimed = Vec::new();
     for uuid in uuids {
@@ -234,27 +238,40 @@ pub fn prove(
             })
             .collect()
     });
-    let committed = committed.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let (done, failed): (Vec<_>, Vec<_>) = committed.into_iter().partition(Result::is_ok);
+    let done: Vec<Committed> = done.into_iter().filter_map(Result::ok).collect();
+    if let Some(Err(e)) = failed.into_iter().next() {
+        done.into_iter().for_each(release);
+        return Err(e);
+    }
     let nonce = {
-        let roots: Vec<(&str, por::merkle::Hash)> = committed
+        let roots: Vec<(&str, por::merkle::Hash)> = done
             .iter()
             .map(|c| (c.commitment.uuid(), c.commitment.root()))
             .collect();
-        gpu::self_nonce(seed, &roots)
+        gpu::self_nonce(params, seed, &roots)
     };
     let mut proofs = Vec::new();
     let mut timings = Vec::new();
-    for card in committed {
+    let mut cards = done.into_iter();
+    while let Some(card) = cards.next() {
         let uuid = card.commitment.uuid().to_string();
         let stream = card.c.stream().clone();
-        let proof = card.commitment.open(params, &nonce, |i| {
+        let opened = card.commitment.open(params, &nonce, |i| {
             let start = (i * u64::from(CHUNK)) as usize;
             stream
                 .clone_dtoh(&card.c.slice(start..start + CHUNK as usize))
                 .map_err(|e| PorError::Io(format!("card {uuid}: reading chunk {i} back: {e}")))
-        })?;
-        proofs.push(proof);
-        timings.push(card.timing);
+        });
+        timings.push(card.timing.clone());
+        release(card);
+        match opened {
+            Ok(p) => proofs.push(p),
+            Err(e) => {
+                cards.for_each(release);
+                return Err(e.into());
+            }
+        }
     }
     Ok((
         GpuProof {
@@ -265,6 +282,13 @@ pub fn prove(
         },
         timings,
     ))
+}
+
+/// Free a card's product under its own context: the thread that drops it
+/// (here, not the card's) has none bound, and a free under none fails.
+fn release(card: Committed) {
+    let _ = card.c.stream().context().bind_to_thread();
+    drop(card);
 }
 
 fn commit_card(
@@ -389,10 +413,7 @@ mod tests {
             return;
         }
         let uuids: Vec<String> = cards.iter().map(|c| c.uuid.clone()).collect();
-        let params = GpuParams {
-            n: 1024,
-            samples: 64,
-        };
+        let params = GpuParams::with_n(1024);
         let seed = Seed([5; 32]);
         let (proof, timings) = prove(&params, &seed, &uuids, 4, &AtomicU64::new(0)).unwrap();
         gpu::check(&proof, &params, &seed, &uuids).unwrap();

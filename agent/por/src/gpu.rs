@@ -33,9 +33,21 @@ pub struct GpuParams {
     pub n: u32,
     /// Entries of C checked per card.
     pub samples: u32,
+    /// Hashes in a row between the commitments and the nonce, so that a
+    /// prover re-committing until the samples miss its guesses pays them
+    /// on every try.
+    pub sampling_work: u64,
 }
 
 impl GpuParams {
+    /// An n×n product with the default sampling.
+    pub fn with_n(n: u32) -> GpuParams {
+        GpuParams {
+            n,
+            ..GpuParams::for_memory(0)
+        }
+    }
+
     /// The largest product whose three matrices (12·n² bytes) fit in 80% of
     /// a card's memory, checked at 64 entries.
     pub fn for_memory(bytes: u64) -> GpuParams {
@@ -44,6 +56,7 @@ impl GpuParams {
         GpuParams {
             n: n.clamp(u64::from(CHUNK), 1 << 18) as u32,
             samples: 64,
+            sampling_work: 1 << 20,
         }
     }
 
@@ -57,6 +70,12 @@ impl GpuParams {
         }
         if !(1..=1024).contains(&self.samples) {
             return bad(format!("samples must be 1 to 1024, not {}", self.samples));
+        }
+        if self.sampling_work > 1 << 30 {
+            return bad(format!(
+                "sampling_work must be at most 2^30, not {}",
+                self.sampling_work
+            ));
         }
         Ok(())
     }
@@ -302,8 +321,9 @@ fn sample_entry(params: &GpuParams, uuid: &str, nonce: &Seed, root: &Hash, k: u3
     )
 }
 
-/// The nonce a prover derives itself, after committing every card.
-pub fn self_nonce(seed: &Seed, cards: &[(&str, Hash)]) -> Seed {
+/// The nonce a prover derives itself, after committing every card:
+/// `sampling_work` hashes in a row after the commitments.
+pub fn self_nonce(params: &GpuParams, seed: &Seed, cards: &[(&str, Hash)]) -> Seed {
     let mut h = Sha256::new();
     h.update(b"xnode-por/gpu/self-nonce\0");
     h.update(seed.0);
@@ -312,7 +332,11 @@ pub fn self_nonce(seed: &Seed, cards: &[(&str, Hash)]) -> Seed {
         h.update(uuid.as_bytes());
         h.update(root);
     }
-    Seed(h.finalize().into())
+    let mut nonce: Hash = h.finalize().into();
+    for _ in 0..params.sampling_work {
+        nonce = Sha256::digest(nonce).into();
+    }
+    Seed(nonce)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,7 +374,7 @@ pub fn prove(
         .iter()
         .map(|(uuid, c)| CardCommitment::new(params, uuid, c, threads))
         .collect::<Result<Vec<_>, _>>()?;
-    let nonce = nonce_for(seed, &cards);
+    let nonce = nonce_for(params, seed, &cards);
     let chunk = |c: &[u32], i: u64| {
         let start = (i * u64::from(CHUNK)) as usize;
         Ok(c[start..start + CHUNK as usize].to_vec())
@@ -369,9 +393,9 @@ pub fn prove(
 }
 
 /// The nonce for a set of commitments.
-pub fn nonce_for(seed: &Seed, cards: &[CardCommitment]) -> Seed {
+pub fn nonce_for(params: &GpuParams, seed: &Seed, cards: &[CardCommitment]) -> Seed {
     let roots: Vec<(&str, Hash)> = cards.iter().map(|c| (c.uuid(), c.root())).collect();
-    self_nonce(seed, &roots)
+    self_nonce(params, seed, &roots)
 }
 
 /// The CPU reference prover: every claimed card's product computed here.
@@ -435,7 +459,7 @@ pub fn check(
         .iter()
         .map(|c| (c.uuid.as_str(), c.root))
         .collect();
-    if proof.nonce != self_nonce(seed, &roots) {
+    if proof.nonce != self_nonce(params, seed, &roots) {
         return reject("the nonce is not the one the commitments give".into());
     }
     let mut checked = 0;
@@ -496,10 +520,13 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// A test's product, sampled with little work between commitment and
+    /// nonce (the default's 2^20 hashes would dominate a product this small).
     fn params() -> GpuParams {
         GpuParams {
             n: 128,
             samples: 64,
+            sampling_work: 16,
         }
     }
 
@@ -643,16 +670,20 @@ mod tests {
     #[test]
     fn parameters_are_checked_and_sized_to_the_card() {
         for bad in [
-            GpuParams { n: 0, samples: 64 },
-            GpuParams {
-                n: 100,
-                samples: 64,
-            },
+            GpuParams { n: 0, ..params() },
+            GpuParams { n: 100, ..params() },
             GpuParams {
                 n: 1 << 19,
-                samples: 64,
+                ..params()
             },
-            GpuParams { n: 128, samples: 0 },
+            GpuParams {
+                samples: 0,
+                ..params()
+            },
+            GpuParams {
+                sampling_work: 1 << 31,
+                ..params()
+            },
         ] {
             assert!(
                 matches!(bad.validate(), Err(PorError::Params(_))),

@@ -356,10 +356,7 @@ mod tests {
         let seed = attestation_seed(b"nonce");
         let uuids = vec!["GPU-a".to_string(), "GPU-b".to_string()];
         let claim = GpuClaim {
-            params: GpuParams {
-                n: 128,
-                samples: 64,
-            },
+            params: GpuParams::with_n(128),
             uuids: uuids.clone(),
         };
         let proof =

@@ -261,6 +261,7 @@ async fn challenge_start(
             .into_response(),
         Err(r @ Refusal::Busy(_)) => error(StatusCode::CONFLICT, r.to_string()),
         Err(r @ Refusal::TooSoon { .. }) => error(StatusCode::TOO_MANY_REQUESTS, r.to_string()),
+        Err(r @ Refusal::Failed(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, r.to_string()),
     }
 }
 

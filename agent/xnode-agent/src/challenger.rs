@@ -170,7 +170,11 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     Busy(String),
-    TooSoon { seconds_left: u64 },
+    TooSoon {
+        seconds_left: u64,
+    },
+    /// The run could not be started (and was recorded as failed).
+    Failed(String),
 }
 
 impl std::fmt::Display for Refusal {
@@ -181,6 +185,7 @@ impl std::fmt::Display for Refusal {
                 f,
                 "the last challenge ended too recently: this node takes a requested challenge again in {seconds_left} s"
             ),
+            Refusal::Failed(why) => write!(f, "the challenge could not start: {why}"),
         }
     }
 }
@@ -263,7 +268,7 @@ impl Challenger {
             }
             if source == Source::Request {
                 if let Some(last) = &s.last {
-                    let ready = last.finished_at + gap;
+                    let ready = last.finished_at.saturating_add(gap);
                     if ready > now {
                         refusal = Some(Refusal::TooSoon {
                             seconds_left: ready - now,
@@ -288,6 +293,7 @@ impl Challenger {
         self.emit(EventKind::Started, None, Some(format!("seed {seed}")));
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
+        let kept = source.clone();
         let nice = match source {
             Source::Schedule { .. } => self.config.nice,
             // A verifier timing the run wants the node's full speed.
@@ -304,12 +310,9 @@ impl Challenger {
                 let _ = tx.send(());
             });
         if let Err(e) = spawned {
-            self.finish(
-                Source::Request,
-                seed,
-                now,
-                Err(format!("starting the challenge's thread: {e}")),
-            );
+            let why = format!("starting the challenge's thread: {e}");
+            self.finish(kept, seed, now, Err(why.clone()));
+            return Err(Refusal::Failed(why));
         }
         Ok(rx)
     }

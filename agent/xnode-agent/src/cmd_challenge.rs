@@ -110,7 +110,7 @@ pub struct CheckArgs {
     /// them); checks the GPU proof.
     #[arg(long, value_delimiter = ',')]
     gpus: Vec<String>,
-    /// The GPU product's size n the challenge asked for.
+    /// The GPU product's size n the challenge asked for (needed with --gpus).
     #[arg(long, requires = "gpus")]
     gpu_n: Option<u32>,
     /// Print the result as JSON.
@@ -475,10 +475,11 @@ fn check_gpu(
     report: &ChallengeReport,
     result: &por::report::GpuResult,
 ) -> anyhow::Result<Verdict> {
-    let params = por::gpu::GpuParams {
-        n: a.gpu_n.unwrap_or(result.proof.params.n),
-        samples: 64,
-    };
+    // The size is the challenge's, never the proof's own.
+    let n = a.gpu_n.context(
+        "the report has a GPU proof: give --gpu-n N (the product size the challenge asked for)",
+    )?;
+    let params = por::gpu::GpuParams::with_n(n);
     params.validate()?;
     let claim = por::report::GpuClaim {
         params,

@@ -207,10 +207,19 @@ impl ClaimSpec {
         })
     }
 
-    /// The cards and the product's size: given, or from the cards CUDA sees.
+    /// The cards and the product's size: given, or as a verifier will size
+    /// them, from the cards the node's inventory (NVML) lists.
     fn gpu_run(&self) -> anyhow::Result<GpuRun> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self
+            .gpus
+            .iter()
+            .find(|u| !seen.insert(u.to_ascii_lowercase()))
+        {
+            bail!("--gpus: {twice} is named twice");
+        }
         let params = |n: u32| {
-            let p = GpuParams { n, samples: 64 };
+            let p = GpuParams::with_n(n);
             p.validate().map(|()| p)
         };
         if self.gpu_reference {
@@ -229,35 +238,41 @@ impl ClaimSpec {
             });
         }
         let present = por_cuda::cards().context("gpu")?;
-        let chosen: Vec<&por_cuda::Card> = if self.gpus.is_empty() {
-            present.iter().collect()
-        } else {
-            self.gpus
-                .iter()
-                .map(|u| {
+        // NVML's memory sizes first: the verifier sizes n from the
+        // inventory, and CUDA reports a little less than NVML does.
+        let nvml: Vec<(String, u64)> = probe::gpu::probe(&probe::Root::host())
+            .map(|g| {
+                g.devices
+                    .into_iter()
+                    .filter_map(|d| Some((d.uuid?, d.memory_total_bytes?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let uuids: Vec<String> = match (self.gpus.is_empty(), nvml.is_empty()) {
+            (false, _) => self.gpus.clone(),
+            (true, false) => nvml.iter().map(|c| c.0.clone()).collect(),
+            (true, true) => present.iter().map(|c| c.uuid.clone()).collect(),
+        };
+        let mut cards = Vec::new();
+        for u in &uuids {
+            let same = |x: &str| x.eq_ignore_ascii_case(u);
+            let cuda = present.iter().find(|c| same(&c.uuid)).with_context(|| {
+                format!(
+                    "gpu: card {u} is not one CUDA sees ({})",
                     present
                         .iter()
-                        .find(|c| c.uuid.eq_ignore_ascii_case(u))
-                        .with_context(|| {
-                            format!(
-                                "--gpus: {u} is not on this machine (CUDA sees: {})",
-                                present
-                                    .iter()
-                                    .map(|c| c.uuid.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        })
-                })
-                .collect::<anyhow::Result<_>>()?
-        };
-        let sized = GpuClaim::for_cards(
-            &chosen
+                        .map(|c| c.uuid.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            let memory = nvml
                 .iter()
-                .map(|c| (c.uuid.clone(), c.memory_bytes))
-                .collect::<Vec<_>>(),
-        )
-        .context("gpu: CUDA sees no card")?;
+                .find(|c| same(&c.0))
+                .map_or(cuda.memory_bytes, |c| c.1);
+            cards.push((u.clone(), memory));
+        }
+        let sized = GpuClaim::for_cards(&cards).context("gpu: CUDA sees no card")?;
         Ok(GpuRun {
             claim: GpuClaim {
                 params: match self.gpu_n {

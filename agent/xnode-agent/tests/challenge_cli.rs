@@ -475,6 +475,18 @@ fn gpu_products_from_the_reference_prover_check_against_the_claimed_cards() {
         &gpu(&["--gpu-reference", "--gpus", "GPU-a", "--gpu-n", "100"]),
         "n must be a multiple of 64",
     );
+    refused(
+        &gpu(&["--gpu-reference", "--gpus", "GPU-a,GPU-A", "--gpu-n", "128"]),
+        "named twice",
+    );
+    // The size checked is the challenge's, never the proof's own.
+    let o = agent()
+        .args(["challenge", "check", "--seed", &s, "--gpus", "GPU-a,GPU-b"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give --gpu-n N"));
 
     // Through CUDA: where the driver is absent, one line says so.
     let o = agent().args(gpu(&["--gpu-n", "128"])).output().unwrap();
