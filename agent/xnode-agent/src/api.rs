@@ -41,6 +41,8 @@ pub struct ApiState {
     pub started_at: f64,
     /// The node's proof-of-resource claim, when it has one.
     pub challenger: Option<Arc<Challenger>>,
+    /// Why the claim given could not be used, when it could not.
+    pub challenges_error: Option<String>,
 }
 
 /// `/v1/status`: the supervisor's status with the agent and the last
@@ -111,7 +113,14 @@ async fn status(State(st): State<ApiState>) -> Json<NodeStatus> {
                 .map(str::to_string),
         },
         attestation,
-        proof_of_resource: st.challenger.as_ref().map(|c| c.status()),
+        proof_of_resource: match (&st.challenger, &st.challenges_error) {
+            (Some(c), _) => Some(c.status()),
+            (None, Some(e)) => Some(ProofStatus {
+                error: Some(e.clone()),
+                ..ProofStatus::default()
+            }),
+            (None, None) => None,
+        },
         supervisor,
     })
 }
@@ -187,16 +196,23 @@ async fn attestation(State(st): State<ApiState>) -> Response {
 /// How long `/v1/challenge/events` waits for an event.
 const EVENTS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn no_claim() -> Response {
+fn no_claim(st: &ApiState) -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
-        "this agent has no proof-of-resource claim: start it with --challenges FILE",
+        match &st.challenges_error {
+            Some(e) => {
+                format!("this agent proves nothing: its challenges file could not be used: {e}")
+            }
+            None => {
+                "this agent has no proof-of-resource claim: start it with --challenges FILE".into()
+            }
+        },
     )
 }
 
 async fn challenge_report(State(st): State<ApiState>) -> Response {
     let Some(c) = &st.challenger else {
-        return no_claim();
+        return no_claim(&st);
     };
     let path = c.report_path();
     match tokio::fs::read(&path).await {
@@ -223,7 +239,7 @@ async fn challenge_start(
     query: Result<Query<StartQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(c) = &st.challenger else {
-        return no_claim();
+        return no_claim(&st);
     };
     let seed = match query.map(|q| q.0) {
         Err(e) => Err(e.body_text()),
@@ -275,7 +291,7 @@ async fn challenge_events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(c) = &st.challenger else {
-        return no_claim();
+        return no_claim(&st);
     };
     let after = match query {
         Ok(q) => q.0.after,
@@ -418,6 +434,7 @@ mod tests {
             tpm: probe::TpmSource::None,
             started_at: 1.0,
             challenger: None,
+            challenges_error: None,
         };
         (st, tx)
     }
@@ -499,6 +516,30 @@ mod tests {
             assert_eq!(code, 503);
             assert!(String::from_utf8_lossy(&body).contains("--challenges FILE"));
         }
+
+        // A claim that could not be used at start: the status and the
+        // endpoints say why, and the rest of the agent serves on.
+        let sock = dir.path().join("agent1.sock");
+        st.challenges_error = Some("gpu: no CUDA here: libcuda.so was not found".into());
+        serve_unix(&sock, router(st.clone()), None).await.unwrap();
+        let broken = ApiTarget {
+            socket: sock,
+            tcp: None,
+            key: None,
+        };
+        let (code, body) = broken.post("/v1/challenge?seed=00").await.unwrap();
+        assert_eq!(code, 503);
+        assert!(String::from_utf8_lossy(&body).contains("could not be used: gpu: no CUDA here"));
+        let (_, body) = broken.get("/v1/status").await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            v["proof_of_resource"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("no CUDA here"),
+            "{v}"
+        );
+        st.challenges_error = None;
 
         let sock = dir.path().join("agent2.sock");
         st.challenger = Some(Challenger::new(

@@ -114,6 +114,10 @@ pub struct ProofStatus {
     pub next_at: Option<u64>,
     pub running: Option<Running>,
     pub last: Option<LastRun>,
+    /// Why the agent proves nothing: its challenges file could not be
+    /// used when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

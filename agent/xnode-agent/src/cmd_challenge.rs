@@ -578,6 +578,7 @@ mod tests {
             tpm: probe::TpmSource::None,
             started_at: 0.0,
             challenger: Some(challenger.clone()),
+            challenges_error: None,
         };
         crate::api::serve_unix(&sock, crate::api::router(st), None)
             .await

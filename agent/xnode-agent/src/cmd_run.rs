@@ -94,12 +94,23 @@ async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(api::resolve_group)
         .transpose()
         .context("--socket-group")?;
-    let challenger = args
-        .challenges
-        .as_deref()
-        .map(crate::challenger::Config::load)
-        .transpose()?
-        .map(|config| crate::challenger::Challenger::new(config, &args.state_dir));
+    // A claim that cannot be used (a bad file, a GPU whose driver is not
+    // there) stops the proofs, not the agent: it still supervises, and its
+    // status says why it proves nothing.
+    let (challenger, challenges_error) = match args.challenges.as_deref() {
+        None => (None, None),
+        Some(path) => match crate::challenger::Config::load(path) {
+            Ok(config) => (
+                Some(crate::challenger::Challenger::new(config, &args.state_dir)),
+                None,
+            ),
+            Err(e) => {
+                let why = format!("{e:#}");
+                eprintln!("xnode-agent: --challenges: {why}; proving nothing until it is fixed and the agent restarted");
+                (None, Some(why))
+            }
+        },
+    };
     let sd = Systemd::connect(args.bus.as_deref()).await?;
     let (supervisor, status) =
         Supervisor::new(sd, manifest, args.manifest.path.display().to_string());
@@ -110,6 +121,7 @@ async fn daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         tpm: args.tcti.clone(),
         started_at: crate::now_unix() as f64,
         challenger: challenger.clone(),
+        challenges_error,
     };
     let app = api::router(state);
     api::serve_unix(&args.socket, app.clone(), socket_group).await?;

@@ -71,7 +71,9 @@ fn bytes(n: u64) -> String {
 /// when the schedule runs next.
 fn render_proof(out: &mut String, p: &Value, now: f64) {
     let r = &p["running"];
-    let line = if !r.is_null() {
+    let line = if let Some(e) = p["error"].as_str() {
+        format!("proof of resource: NOT PROVING: {e}")
+    } else if !r.is_null() {
         let pct =
             r["done"].as_f64().unwrap_or(0.0) * 100.0 / r["total"].as_f64().unwrap_or(0.0).max(1.0);
         format!(
@@ -267,5 +269,16 @@ mod tests {
             comet.contains("GAVE UP") && comet.contains("giving up"),
             "{comet}"
         );
+    }
+
+    #[test]
+    fn a_claim_that_could_not_be_used_says_why() {
+        let mut out = String::new();
+        render_proof(
+            &mut out,
+            &serde_json::json!({"error": "gpu: no CUDA here", "running": null, "last": null}),
+            0.0,
+        );
+        assert_eq!(out, "proof of resource: NOT PROVING: gpu: no CUDA here\n");
     }
 }
