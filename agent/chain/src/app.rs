@@ -13,7 +13,9 @@ use tendermint_proto::v0_38::crypto::{public_key, PublicKey};
 use xnode_verify::{Policy, Status};
 
 use crate::params::{Genesis, Source};
-use crate::state::{record_key, Account, Core, Node, NodeStatus, Record, State, Unbonding};
+use crate::state::{
+    record_key, Account, ActivationRecord, Core, Node, NodeStatus, Record, State, Unbonding,
+};
 use crate::tx::{self, Msg, Tx, TxError};
 use crate::upgrade::{self, Upgrade};
 use crate::{codes, ChainError};
@@ -67,13 +69,27 @@ fn reject<T>(code: u32, log: impl Into<String>) -> Result<T, Rejection> {
 
 /// What an accepted message changes, decided before anything changes.
 enum Effect {
-    Transfer { to: String, amount: u64 },
+    Transfer {
+        to: String,
+        amount: u64,
+    },
     Attest(Box<Node>),
-    Stake { amount: u64 },
-    Unstake { amount: u64 },
+    Stake {
+        amount: u64,
+    },
+    Unstake {
+        amount: u64,
+    },
     Record(Record),
     AddSource(Source),
-    ScheduleUpgrade { height: u64, name: String },
+    Activate {
+        ek: String,
+        record: ActivationRecord,
+    },
+    ScheduleUpgrade {
+        height: u64,
+        name: String,
+    },
 }
 
 pub fn event(kind: &str, attrs: &[(&str, String)]) -> Event {
@@ -153,6 +169,7 @@ impl App {
             accounts,
             nodes: BTreeMap::new(),
             ek_owners: BTreeMap::new(),
+            activations: BTreeMap::new(),
             sources: g.sources.into_iter().map(|s| (s.id.clone(), s)).collect(),
             upgrades: pending,
             applied_upgrades: BTreeMap::new(),
@@ -526,6 +543,36 @@ impl App {
                     submitted_height: height,
                 }))
             }
+            Msg::Activate {
+                ek_public_sha256,
+                ak_name,
+            } => {
+                if !core.params.activators.iter().any(|a| a == sender) {
+                    authority()?;
+                }
+                let hex_of = |s: &str, len: usize| {
+                    hex::decode(s).is_ok_and(|b| b.len() == len)
+                        && !s.bytes().any(|b| b.is_ascii_uppercase())
+                };
+                // A Name is the 2-byte algorithm (SHA-256: 000b) and the digest.
+                if !hex_of(ek_public_sha256, 32)
+                    || !hex_of(ak_name, 34)
+                    || !ak_name.starts_with("000b")
+                {
+                    return reject(
+                        codes::INVALID,
+                        "ek_public_sha256 must be 32 lowercase hex bytes and ak_name a SHA-256 Name (000b and 32 bytes)",
+                    );
+                }
+                Ok(Effect::Activate {
+                    ek: ek_public_sha256.clone(),
+                    record: ActivationRecord {
+                        ak_name: ak_name.clone(),
+                        activator: sender.to_string(),
+                        height,
+                    },
+                })
+            }
             Msg::AddSource { id, url } => {
                 authority()?;
                 let s = Source {
@@ -589,8 +636,28 @@ impl App {
                 format!("beacon height {beacon_height} is not one of the last blocks the chain keeps ({have})"),
             )
         })?;
+        // The EK decides which activation applies; a malformed envelope
+        // gets the verifier's full account below.
+        let ek_id = serde_json::from_slice::<xnode_verify::Envelope>(&bytes)
+            .ok()
+            .and_then(|env| xnode_verify::format::unb64("tpm.ek_public", &env.tpm.ek_public).ok())
+            .map(|ek| xnode_verify::credential::ek_id(&ek))
+            .unwrap_or_default();
         // The chain's policy, kept (with its EK-chain cache) across
         // transactions; only these fields are the transaction's own.
+        self.policy.activations = Some(xnode_verify::credential::Registry {
+            version: xnode_verify::credential::REGISTRY_VERSION.into(),
+            activations: core
+                .activations
+                .get(&ek_id)
+                .map(|a| xnode_verify::credential::Activation {
+                    ek_public_sha256: ek_id.clone(),
+                    ak_name: a.ak_name.clone(),
+                    activated_unix: 0,
+                })
+                .into_iter()
+                .collect(),
+        });
         self.policy.beacon = hex::decode(beacon).ok();
         self.policy.now_unix = time;
         self.policy.min_sequence = existing.map(|n| n.sequence.saturating_add(1));
@@ -635,11 +702,6 @@ impl App {
                 "attestation rejected: the node reports a software TPM and this chain does not accept them",
             );
         }
-        let env: xnode_verify::Envelope = serde_json::from_slice(&bytes)
-            .map_err(|e| (codes::ATTESTATION, format!("envelope: {e}")))?;
-        let ek = xnode_verify::format::unb64("tpm.ek_public", &env.tpm.ek_public)
-            .map_err(|e| (codes::ATTESTATION, e.to_string()))?;
-        let ek_id = xnode_verify::credential::ek_id(&ek);
         if let Some(owner) = core.ek_owners.get(&ek_id).filter(|o| *o != sender) {
             return reject(
                 codes::ATTESTATION,
@@ -780,6 +842,14 @@ impl App {
                 st.records.insert(record_key(r.height, &r.node), r);
                 vec![ev]
             }
+            Effect::Activate { ek, record } => {
+                let ev = event(
+                    "xnode.activate",
+                    &[("ek", ek.clone()), ("ak_name", record.ak_name.clone())],
+                );
+                st.core.activations.insert(ek, record);
+                vec![ev]
+            }
             Effect::AddSource(s) => {
                 let ev = event(
                     "xnode.source",
@@ -818,6 +888,7 @@ fn placeholder() -> State {
             accounts: BTreeMap::new(),
             nodes: BTreeMap::new(),
             ek_owners: BTreeMap::new(),
+            activations: BTreeMap::new(),
             sources: BTreeMap::new(),
             upgrades: BTreeMap::new(),
             applied_upgrades: BTreeMap::new(),

@@ -16,9 +16,6 @@ use crate::tx::{Body, Msg, Tx};
 use crate::upgrade::Upgrade;
 use crate::{App, ChainError};
 
-/// The first block's time: blocks follow a second apart.
-pub const GENESIS_TIME: i64 = 1_790_000_000;
-
 #[derive(Debug)]
 pub struct Driver {
     pub app: App,
@@ -27,6 +24,12 @@ pub struct Driver {
     pub hashes: Vec<[u8; 32]>,
     /// The app hash after each height (index = height - 1).
     pub app_hashes: Vec<Vec<u8>>,
+    /// What each block carried, to replay on another instance.
+    pub blocks: Vec<(Vec<Vec<u8>>, Vec<Misbehavior>)>,
+    genesis: Genesis,
+    /// Genesis time (now, when the driver starts); blocks follow a
+    /// second apart.
+    pub genesis_time: i64,
 }
 
 #[derive(Debug)]
@@ -39,10 +42,10 @@ pub struct Block {
     pub app_hash: Vec<u8>,
 }
 
-pub fn init_request(chain_id: &str, genesis: &Genesis) -> RequestInitChain {
+pub fn init_request(chain_id: &str, genesis: &Genesis, time: i64) -> RequestInitChain {
     RequestInitChain {
         time: Some(Timestamp {
-            seconds: GENESIS_TIME,
+            seconds: time,
             nanos: 0,
         }),
         chain_id: chain_id.into(),
@@ -75,13 +78,55 @@ impl Driver {
         genesis: &Genesis,
         upgrades: &'static [Upgrade],
     ) -> Result<Driver, ChainError> {
-        let (app, _) = App::init_with(&init_request(chain_id, genesis), upgrades)?;
+        Self::at_time(chain_id, genesis, upgrades, now())
+    }
+
+    /// A driver whose genesis is at `genesis_time` (seconds since the
+    /// epoch), for runs that must match to the byte.
+    pub fn at_time(
+        chain_id: &str,
+        genesis: &Genesis,
+        upgrades: &'static [Upgrade],
+        genesis_time: i64,
+    ) -> Result<Driver, ChainError> {
+        let (app, _) = App::init_with(&init_request(chain_id, genesis, genesis_time), upgrades)?;
         Ok(Driver {
             app,
             chain_id: chain_id.into(),
             hashes: Vec::new(),
             app_hashes: Vec::new(),
+            blocks: Vec::new(),
+            genesis: genesis.clone(),
+            genesis_time,
         })
+    }
+
+    /// A driver that resumes this chain from `app` (e.g. one loaded from
+    /// a store, or another binary's).
+    pub fn resume(&self, app: App) -> Driver {
+        Driver {
+            app,
+            chain_id: self.chain_id.clone(),
+            hashes: self.hashes.clone(),
+            app_hashes: self.app_hashes.clone(),
+            blocks: self.blocks.clone(),
+            genesis: self.genesis.clone(),
+            genesis_time: self.genesis_time,
+        }
+    }
+
+    /// The same blocks on a fresh instance from genesis.
+    pub fn replay(&self) -> Result<Driver, ChainError> {
+        let mut fresh = Driver::at_time(
+            &self.chain_id,
+            &self.genesis,
+            crate::upgrade::KNOWN,
+            self.genesis_time,
+        )?;
+        for (txs, misbehavior) in &self.blocks {
+            fresh.block_with(txs.clone(), misbehavior.clone())?;
+        }
+        Ok(fresh)
     }
 
     pub fn height(&self) -> u64 {
@@ -107,18 +152,19 @@ impl Driver {
         let height = self.height() + 1;
         let hash = self.next_hash(&txs);
         let req = RequestFinalizeBlock {
-            txs: txs.into_iter().map(Into::into).collect(),
-            misbehavior,
+            txs: txs.iter().cloned().map(Into::into).collect(),
+            misbehavior: misbehavior.clone(),
             hash: hash.to_vec().into(),
             height: height as i64,
             time: Some(Timestamp {
-                seconds: GENESIS_TIME + height as i64,
+                seconds: self.genesis_time + height as i64,
                 nanos: 0,
             }),
             ..Default::default()
         };
         let resp = self.app.finalize_block(&req)?;
         self.app.commit();
+        self.blocks.push((txs, misbehavior));
         self.hashes.push(hash);
         self.app_hashes.push(resp.app_hash.to_vec());
         Ok(Block {
@@ -146,6 +192,13 @@ impl Driver {
         }
         serde_json::from_slice(&r.value).map_err(|e| (u32::MAX, e.to_string()))
     }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// An account that signs transactions and counts its nonce.

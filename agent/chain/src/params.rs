@@ -116,6 +116,10 @@ pub struct Params {
     /// The account that may add data sources and schedule upgrades.
     #[serde(default)]
     pub authority: Option<String>,
+    /// Accounts trusted to run the credential exchange with new nodes and
+    /// record (EK, AK) activations (the authority may too).
+    #[serde(default)]
+    pub activators: Vec<String>,
 }
 
 impl Params {
@@ -157,6 +161,10 @@ impl Params {
         if let Some(a) = &self.authority {
             crate::tx::parse_address(a)
                 .map_err(|e| ChainError::Genesis(format!("params.authority: {e}")))?;
+        }
+        for a in &self.activators {
+            crate::tx::parse_address(a)
+                .map_err(|e| ChainError::Genesis(format!("params.activators: {e}")))?;
         }
         self.ek_authorities()?;
         Ok(())
@@ -230,5 +238,6 @@ pub fn development_params() -> Params {
         allow_software_tpm: true,
         max_report_age_secs: 3_600,
         authority: None,
+        activators: Vec::new(),
     }
 }

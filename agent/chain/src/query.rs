@@ -14,6 +14,7 @@ pub const PATHS: &[&str] = &[
     "/account/<address>",
     "/node/<address or peer id>",
     "/nodes",
+    "/activation/<EK sha256>",
     "/validators",
     "/sources",
     "/assignment[/<height>]",
@@ -99,6 +100,10 @@ pub fn answer(st: &State, path: &str, height: i64) -> ResponseQuery {
         {
             Some(node) => found(at, node),
             None => missing(format!("no node {n}")),
+        },
+        ["activation", ek] => match c.activations.get(*ek) {
+            Some(a) => found(at, a),
+            None => missing(format!("no activation for EK {ek}")),
         },
         ["nodes"] => found(at, c.nodes.values().collect::<Vec<_>>()),
         ["validators"] => found(at, &c.validators),

@@ -67,6 +67,15 @@ pub struct Node {
     pub slashed: u64,
 }
 
+/// An (EK, AK) pair an activator vouched for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationRecord {
+    pub ak_name: String,
+    pub activator: String,
+    pub height: u64,
+}
+
 /// A CID a node submitted for its assignment.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +101,8 @@ pub struct Core {
     pub nodes: BTreeMap<String, Node>,
     /// EK id → node key.
     pub ek_owners: BTreeMap<String, String>,
+    /// EK id → the AK activated for it.
+    pub activations: BTreeMap<String, ActivationRecord>,
     pub sources: BTreeMap<String, Source>,
     /// Pending upgrades: height → name.
     pub upgrades: BTreeMap<u64, String>,

@@ -64,6 +64,15 @@ pub enum Msg {
         source: String,
         cid: String,
     },
+    /// An activator (or the authority) vouches that it ran the credential
+    /// exchange (`xnode-agent credential challenge|accept`) and that the AK
+    /// with this Name lives in the TPM with this EK.
+    Activate {
+        /// Hex SHA-256 of the EK's TPMT_PUBLIC.
+        ek_public_sha256: String,
+        /// Hex Name of the AK.
+        ak_name: String,
+    },
     /// Authority only.
     AddSource {
         id: String,
@@ -84,6 +93,7 @@ impl Msg {
             Msg::Stake { .. } => "stake",
             Msg::Unstake { .. } => "unstake",
             Msg::SubmitCid { .. } => "submit_cid",
+            Msg::Activate { .. } => "activate",
             Msg::AddSource { .. } => "add_source",
             Msg::ScheduleUpgrade { .. } => "schedule_upgrade",
         }

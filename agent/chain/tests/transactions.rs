@@ -265,12 +265,8 @@ fn upgrades_switch_rules_at_their_height_and_an_old_binary_halts_there() {
     let store = Store::open(dir.path()).unwrap();
     store.save(old.app.committed()).unwrap();
     let resumed_state: State = store.load().unwrap().unwrap();
-    let mut resumed = Driver {
-        app: xnode_chain::App::from_state(resumed_state, xnode_chain::upgrade::KNOWN).unwrap(),
-        chain_id: CHAIN.into(),
-        hashes: old.hashes.clone(),
-        app_hashes: old.app_hashes.clone(),
-    };
+    let mut resumed = old
+        .resume(xnode_chain::App::from_state(resumed_state, xnode_chain::upgrade::KNOWN).unwrap());
     resumed.block(vec![txs[3].clone()]).unwrap();
     assert_eq!(resumed.app_hashes, new.app_hashes);
 }
@@ -307,7 +303,13 @@ fn workload(blocks: usize) -> Vec<Vec<Vec<u8>>> {
 fn replaying_the_same_blocks_gives_the_same_app_hash_at_every_height() {
     let blocks = workload(30);
     let run = |restart_at: Option<usize>| {
-        let mut d = Driver::new(CHAIN, &genesis(&[], 3)).unwrap();
+        let mut d = Driver::at_time(
+            CHAIN,
+            &genesis(&[], 3),
+            xnode_chain::upgrade::KNOWN,
+            1_800_000_000,
+        )
+        .unwrap();
         for (i, txs) in blocks.iter().enumerate() {
             if restart_at == Some(i) {
                 // Through the store, as a restarted validator.

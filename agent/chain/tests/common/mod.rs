@@ -98,8 +98,14 @@ impl Node {
 
     /// An envelope bound to `beacon` (a block hash).
     pub fn envelope(&self, beacon: &[u8]) -> Vec<u8> {
+        self.envelope_in(&self.state, beacon)
+    }
+
+    /// An envelope from this node's TPM with the node key and AK of
+    /// another state directory (another node identity on the same TPM).
+    pub fn envelope_in(&self, state_dir: &std::path::Path, beacon: &[u8]) -> Vec<u8> {
         attest::attest(&AttestOptions {
-            state_dir: self.state.clone(),
+            state_dir: state_dir.to_path_buf(),
             tcti: self.tcti.clone(),
             freshness: Freshness::Beacon(beacon.to_vec()),
             pcrs: attest::attest::DEFAULT_PCRS.to_vec(),
@@ -108,6 +114,22 @@ impl Node {
         })
         .expect("attest")
         .envelope
+    }
+
+    /// The activator's side of the credential exchange with this node's
+    /// TPM, for the AK in `envelope`, as the message it sends the chain.
+    pub fn activation(&self, envelope: &[u8]) -> Msg {
+        use xnode_verify::credential;
+        let env: xnode_verify::Envelope = serde_json::from_slice(envelope).unwrap();
+        let ek = xnode_verify::format::unb64("", &env.tpm.ek_public).unwrap();
+        let ak = xnode_verify::format::unb64("", &env.tpm.ak_public).unwrap();
+        let (challenge, pending) = credential::issue(&ek, &ak, 0, &mut rand_core::OsRng).unwrap();
+        let response = attest::activate(&self.state, &self.tcti, &challenge).expect("activate");
+        let a = credential::accept(&pending, &response, 0).expect("accept");
+        Msg::Activate {
+            ek_public_sha256: a.ek_public_sha256,
+            ak_name: a.ak_name,
+        }
     }
 
     pub fn ca_pem(&self) -> String {
@@ -131,6 +153,14 @@ impl Node {
             },
         )
     }
+}
+
+/// A state directory holding the node key of `seed`.
+pub fn key_dir(under: &Node, name: &str, seed: u8) -> PathBuf {
+    let dir = under.tpm.state_dir(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    attest::files::write_private(&dir.join(attest::identity::KEY_FILE), &[seed; 32]).unwrap();
+    dir
 }
 
 /// `n` nodes, or None (with the reason printed) where swtpm is missing.
