@@ -125,6 +125,9 @@ pub struct App {
     check: State,
     /// Records the block being finalized added, in order.
     new_records: Vec<Record>,
+    /// `working` differs from `committed` (a block finalized, not yet
+    /// committed).
+    uncommitted: bool,
     /// The verifier's policy for this chain's parameters; its EK-chain
     /// cache lives as long as the application.
     policy: Policy,
@@ -208,6 +211,7 @@ impl App {
             working: state.clone(),
             check: state,
             new_records: Vec::new(),
+            uncommitted: false,
             policy,
             upgrades,
         })
@@ -246,9 +250,13 @@ impl App {
         req: &RequestFinalizeBlock,
     ) -> Result<ResponseFinalizeBlock, ChainError> {
         let height = u64::try_from(req.height).unwrap_or(0);
-        // A block finalized again after a crash before Commit starts over.
-        self.working = self.committed.clone();
-        self.new_records.clear();
+        // A block finalized again (CometBFT restarted before Commit) starts
+        // over from the last commit.
+        if self.uncommitted {
+            self.working = self.committed.clone();
+            self.new_records.clear();
+            self.uncommitted = false;
+        }
         let expected = self.committed.core.height + 1;
         if height != expected {
             return Err(ChainError::Halt(format!(
@@ -260,7 +268,7 @@ impl App {
         let mut events = Vec::new();
         if let Some(name) = st.core.upgrades.get(&height).cloned() {
             let Some(up) = self.upgrades.iter().find(|u| u.name == name) else {
-                self.working = self.committed.clone();
+                self.working = st;
                 return Err(ChainError::Halt(format!(
                     "upgrade '{name}' is scheduled at height {height} and this binary does not know it: \
                      install the release that does and start it again (the state stays at height {})",
@@ -303,6 +311,7 @@ impl App {
         let hash = st.next_app_hash(&previous, &self.new_records);
         st.core.app_hash = hex::encode(hash);
         self.working = st;
+        self.uncommitted = true;
         Ok(ResponseFinalizeBlock {
             events,
             tx_results,
@@ -318,6 +327,7 @@ impl App {
         self.committed = self.working.clone();
         self.check = self.working.clone();
         self.new_records.clear();
+        self.uncommitted = false;
         &self.committed
     }
 
