@@ -332,7 +332,7 @@ impl App {
     }
 
     pub fn query(&self, path: &str, height: i64) -> ResponseQuery {
-        crate::query::answer(&self.committed, path, height)
+        crate::query::answer(&self.committed, &self.check, path, height)
     }
 
     fn execute(

@@ -11,6 +11,7 @@ use crate::state::{record_key, State};
 pub const PATHS: &[&str] = &[
     "/app",
     "/params",
+    "/beacon[/<height>]",
     "/account/<address>",
     "/node/<address or peer id>",
     "/nodes",
@@ -58,7 +59,9 @@ fn parse_height(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-pub fn answer(st: &State, path: &str, height: i64) -> ResponseQuery {
+/// Answer from the committed state `st`; `mempool` (the state CheckTx
+/// keeps) gives an account's pending nonce.
+pub fn answer(st: &State, mempool: &State, path: &str, height: i64) -> ResponseQuery {
     let c = &st.core;
     let at = c.height;
     if height != 0 && height != at as i64 {
@@ -89,8 +92,30 @@ pub fn answer(st: &State, path: &str, height: i64) -> ResponseQuery {
             },
         ),
         ["params"] => found(at, &c.params),
+        // The block hash an attestation binds to, as the chain checks it.
+        ["beacon"] => match c.block_hashes.iter().next_back() {
+            Some((h, hash)) => found(at, serde_json::json!({"height": h, "hash": hash})),
+            None => missing("no block yet".into()),
+        },
+        ["beacon", h] => match parse_height(h).and_then(|h| c.block_hashes.get(&h).map(|x| (h, x)))
+        {
+            Some((h, hash)) => found(at, serde_json::json!({"height": h, "hash": hash})),
+            None => missing(format!(
+                "no beacon at '{h}': the chain keeps the last {} block hashes",
+                c.params.beacon_window
+            )),
+        },
         ["account", a] => match c.accounts.get(*a) {
-            Some(acct) => found(at, acct),
+            Some(acct) => found(
+                at,
+                serde_json::json!({
+                    "balance": acct.balance,
+                    "nonce": acct.nonce,
+                    // After the transactions the mempool holds: what the
+                    // sender's next one must carry.
+                    "pending_nonce": mempool.account(a).nonce.max(acct.nonce),
+                }),
+            ),
             None => missing(format!("no account {a}")),
         },
         ["node", n] => match c

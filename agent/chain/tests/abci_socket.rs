@@ -21,7 +21,9 @@ fn serve(dir: &std::path::Path) -> Client {
     let server = ServerBuilder::default().bind("127.0.0.1:0", app).unwrap();
     let addr = server.local_addr();
     // The server runs until the test process ends.
-    std::thread::spawn(move || server.listen());
+    std::thread::spawn(move || {
+        let _ = server.listen();
+    });
     ClientBuilder::default().connect(addr).unwrap()
 }
 

@@ -349,6 +349,10 @@ fn queries_answer_json_or_a_code() {
     assert_eq!(app["chain_id"], CHAIN);
     assert_eq!(app["height"], 1);
     assert_eq!(d.query("/params").unwrap()["fee"], FEE);
+    let beacon = d.query("/beacon").unwrap();
+    assert_eq!(beacon["height"], 1);
+    assert_eq!(beacon["hash"], hex::encode(d.hash_at(1).unwrap()));
+    assert_eq!(d.query("/beacon/1").unwrap(), beacon);
     assert_eq!(d.query("/sources").unwrap().as_array().unwrap().len(), 2);
     assert_eq!(d.query("/assignment").unwrap()["height"], 1);
     assert_eq!(d.query("/records/1").unwrap(), serde_json::json!([]));
@@ -358,6 +362,7 @@ fn queries_answer_json_or_a_code() {
         ("/node/12D3KooWnope", c::NOT_FOUND),
         ("/records/x", c::INVALID),
         ("/assignment/999", c::NOT_FOUND),
+        ("/beacon/999", c::NOT_FOUND),
     ] {
         let (got, log) = d.query(path).unwrap_err();
         assert_eq!(got, code, "{path}: {log}");

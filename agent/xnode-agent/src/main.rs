@@ -6,6 +6,7 @@ mod api_client;
 mod challenger;
 #[cfg(feature = "attest")]
 mod cmd_attest;
+mod cmd_chain;
 mod cmd_challenge;
 mod cmd_firstboot;
 mod cmd_manifest;
@@ -66,6 +67,9 @@ enum Command {
     /// Proof of resource: answer a verifier's seed with proof of the claimed capacity, or check such an answer.
     #[command(subcommand)]
     Challenge(cmd_challenge::ChallengeCommand),
+    /// The Xnode chain: its state, and signed transactions (register, stake, submit CIDs).
+    #[command(subcommand)]
+    Chain(cmd_chain::ChainCommand),
     /// Start, stop, restart and inspect systemd units over D-Bus.
     Unit(cmd_unit::UnitArgs),
     /// Work with the service manifest the NixOS modules render.
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::Firstboot(c) => cmd_firstboot::run(c),
         Command::Mesh(c) => cmd_mesh::run(c),
         Command::Challenge(c) => cmd_challenge::run(c),
+        Command::Chain(c) => cmd_chain::run(c),
         Command::Schema { .. } => {
             let schema = probe::Inventory::json_schema();
             println!(

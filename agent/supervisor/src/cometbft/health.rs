@@ -33,6 +33,27 @@ pub struct Health {
     last: Option<(u64, Instant)>,
 }
 
+/// A tendermint-rpc client for `url` (http://host:port) speaking
+/// `COMPAT_MODE`, each request bounded by `timeout`.
+pub fn rpc_client(url: &str, timeout: Duration) -> Result<tendermint_rpc::HttpClient, String> {
+    let parsed: tendermint_rpc::HttpClientUrl = url
+        .parse()
+        .map_err(|e| format!("'{url}' is not an RPC URL: {e}"))?;
+    // The RPC is the node's own: never through an HTTP_PROXY/ALL_PROXY
+    // from the agent's environment, which reqwest would otherwise honour
+    // even for loopback.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client for {url}: {e}"))?;
+    tendermint_rpc::HttpClient::builder(parsed)
+        .compat_mode(COMPAT_MODE)
+        .client(http)
+        .build()
+        .map_err(|e| format!("cannot make an RPC client for {url}: {e}"))
+}
+
 /// The HTTP URL of a `tcp://host:port` RPC listen address; a wildcard
 /// listen host is reached on loopback.
 pub fn rpc_url(laddr: &str) -> Result<String, String> {
@@ -57,24 +78,7 @@ impl Health {
     pub fn new(settings: &Settings, timeout: Duration) -> Health {
         let url = rpc_url(&settings.rpc_laddr);
         let shown = url.clone().unwrap_or_else(|_| settings.rpc_laddr.clone());
-        let client = url.and_then(|u| {
-            let parsed: tendermint_rpc::HttpClientUrl = u
-                .parse()
-                .map_err(|e| format!("'{u}' is not an RPC URL: {e}"))?;
-            // The RPC is the node's own: never through an HTTP_PROXY/ALL_PROXY
-            // from the agent's environment, which reqwest would otherwise
-            // honour even for loopback.
-            let http = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(timeout)
-                .build()
-                .map_err(|e| format!("cannot make an HTTP client for {u}: {e}"))?;
-            tendermint_rpc::HttpClient::builder(parsed)
-                .compat_mode(COMPAT_MODE)
-                .client(http)
-                .build()
-                .map_err(|e| format!("cannot make an RPC client for {u}: {e}"))
-        });
+        let client = url.and_then(|u| rpc_client(&u, timeout));
         Health {
             url: shown,
             client,

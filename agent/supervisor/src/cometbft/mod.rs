@@ -18,7 +18,7 @@ mod home;
 mod keys;
 mod settings;
 
-pub use health::{rpc_url, Health, COMPAT_MODE};
+pub use health::{rpc_client, rpc_url, Health, COMPAT_MODE};
 pub use home::{init_home, render_config, Action, FileOutcome, InitError, InitReport};
 pub use keys::{node_id, node_id_of, pubkey_address, validator_address_of};
 pub use settings::Settings;

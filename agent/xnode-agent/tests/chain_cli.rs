@@ -1,0 +1,248 @@
+//! `xnode-agent chain` against CometBFT's RPC. Contract test: CometBFT
+//! cannot run here, so a loopback shim answers the three JSON-RPC methods
+//! the CLI uses (abci_query, broadcast_tx_sync, broadcast_tx_commit) in
+//! CometBFT v0.38's wire format, over the real application, making a
+//! block per commit as the in-process driver does. The flake's VM test
+//! runs the CLI against the real CometBFT.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use common::{agent, run_ok};
+use serde_json::{json, Value};
+use xnode_chain::driver::{Driver, Wallet};
+use xnode_chain::params::{development_params, Genesis, GenesisAccount, Source, GENESIS_SCHEMA};
+
+const CHAIN: &str = "xnode-cli-test";
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+struct Shim {
+    url: String,
+    driver: Arc<Mutex<Driver>>,
+}
+
+fn tx_result(code: u32, log: &str) -> Value {
+    json!({"code": code, "data": null, "log": log, "info": "", "gas_wanted": "0",
+           "gas_used": "0", "events": [], "codespace": if code == 0 { "" } else { "xnode" }})
+}
+
+fn answer(driver: &Mutex<Driver>, req: &Value) -> Value {
+    let mut d = driver.lock().unwrap();
+    let p = &req["params"];
+    let tx = || {
+        B64.decode(p["tx"].as_str().unwrap_or(""))
+            .unwrap_or_default()
+    };
+    let hash = |t: &[u8]| {
+        use sha2::Digest;
+        hex::encode_upper(sha2::Sha256::digest(t))
+    };
+    match req["method"].as_str().unwrap_or("") {
+        "abci_query" => {
+            let height: i64 = p["height"]
+                .as_str()
+                .and_then(|h| h.parse().ok())
+                .unwrap_or(0);
+            let r = d.app.query(p["path"].as_str().unwrap_or(""), height);
+            json!({"response": {"code": r.code, "log": r.log, "info": "", "index": "0",
+                "key": null, "value": B64.encode(&r.value), "proofOps": null,
+                "height": r.height.to_string(), "codespace": r.codespace}})
+        }
+        "broadcast_tx_sync" => {
+            let t = tx();
+            let out = d.app.check_tx(&t);
+            json!({"code": out.code, "data": "", "log": out.log, "codespace": "", "hash": hash(&t)})
+        }
+        "broadcast_tx_commit" => {
+            let t = tx();
+            let check = d.app.check_tx(&t);
+            let (result, height) = if check.code == 0 {
+                let b = d.block(vec![t.clone()]).unwrap();
+                (tx_result(b.results[0].code, &b.results[0].log), b.height)
+            } else {
+                (tx_result(0, ""), 0)
+            };
+            json!({"check_tx": tx_result(check.code, &check.log), "tx_result": result,
+                   "hash": hash(&t), "height": height.to_string()})
+        }
+        m => json!({"unsupported": m}),
+    }
+}
+
+impl Shim {
+    fn start(driver: Driver) -> Shim {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let driver = Arc::new(Mutex::new(driver));
+        let d = driver.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                if r.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let resp = json!({"jsonrpc": "2.0", "id": req["id"], "result": answer(&d, &req)});
+                let out = serde_json::to_vec(&resp).unwrap();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    out.len()
+                );
+                let _ = conn.write_all(&out);
+            }
+        });
+        Shim { url, driver }
+    }
+}
+
+fn chain(dir: &std::path::Path) -> (Shim, std::path::PathBuf, Wallet) {
+    let authority = Wallet::from_seed(7);
+    let key = dir.join("authority.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let mut params = development_params();
+    params.authority = Some(authority.address());
+    let g = Genesis {
+        schema: GENESIS_SCHEMA.into(),
+        params,
+        accounts: vec![GenesisAccount {
+            address: authority.address(),
+            balance: 1_000,
+        }],
+        sources: vec![Source {
+            id: "genesis-source".into(),
+            url: "http://127.0.0.1:9/".into(),
+        }],
+        upgrades: Default::default(),
+    };
+    let mut d = Driver::new(CHAIN, &g).unwrap();
+    d.block(vec![]).unwrap();
+    (Shim::start(d), key, authority)
+}
+
+fn chain_cmd(shim: &Shim, args: &[&str]) -> std::process::Command {
+    let mut c = agent();
+    c.arg("chain").args(args).args(["--rpc", &shim.url]);
+    c
+}
+
+#[test]
+fn status_query_and_beacon_over_the_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shim, _, _) = chain(dir.path());
+    let out = run_ok(&mut chain_cmd(&shim, &["status", "--json"]));
+    let app = common::json(&out);
+    assert_eq!(app["chain_id"], CHAIN);
+    assert_eq!(app["height"], 1);
+    let out = run_ok(&mut chain_cmd(&shim, &["status"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("chain       {CHAIN}")));
+    let out = run_ok(&mut chain_cmd(&shim, &["beacon", "--json"]));
+    let beacon = common::json(&out);
+    let expected = hex::encode(shim.driver.lock().unwrap().hash_at(1).unwrap());
+    assert_eq!(beacon["hash"], expected);
+    let out = run_ok(&mut chain_cmd(&shim, &["query", "/sources"]));
+    assert_eq!(common::json(&out)[0]["id"], "genesis-source");
+    // An unknown path: exit 1, and the paths named.
+    let out = chain_cmd(&shim, &["query", "/nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/accoun"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn signed_transactions_with_nonce_and_fee_from_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shim, key, authority) = chain(dir.path());
+    let bob = Wallet::from_seed(8);
+    let key_s = key.to_str().unwrap();
+    // Two transfers: the second takes the next nonce from the chain.
+    for n in 0..2 {
+        let out = run_ok(&mut chain_cmd(
+            &shim,
+            &[
+                "transfer",
+                "--to",
+                &bob.address(),
+                "--amount",
+                "100",
+                "--key",
+                key_s,
+                "--wait",
+                "--json",
+            ],
+        ));
+        let r = common::json(&out);
+        assert_eq!(r["nonce"], n);
+        assert_eq!(r["fee"], 10);
+    }
+    let acct = shim
+        .driver
+        .lock()
+        .unwrap()
+        .query(&format!("/account/{}", bob.address()))
+        .unwrap();
+    assert_eq!(acct["balance"], 200);
+    // The authority adds a source; without --wait it lands in the mempool.
+    let out = run_ok(&mut chain_cmd(
+        &shim,
+        &[
+            "add-source",
+            "weather",
+            "http://127.0.0.1:9/w",
+            "--key",
+            key_s,
+        ],
+    ));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in the mempool"));
+
+    // Refusals exit 1 with the application's code and reason.
+    let out = chain_cmd(
+        &shim,
+        &[
+            "transfer",
+            "--to",
+            &bob.address(),
+            "--amount",
+            "999999",
+            "--key",
+            key_s,
+            "--wait",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("code 6") && err.contains("exceeds"), "{err}");
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, [1u8; 5]).unwrap();
+    let out = chain_cmd(&shim, &["stake", "5", "--key", short.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("32-byte"));
+    let out = run_ok(agent().args(["chain", "address", "--key", key_s]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        authority.address()
+    );
+}
