@@ -127,6 +127,26 @@ pub enum ChainCommand {
         #[command(flatten)]
         send: SendArgs,
     },
+    /// Seed data: at each block, fetch this node's assigned source, add
+    /// it to IPFS (kubo) as `ipfs add --cid-version=1 --raw-leaves` would,
+    /// and submit its CID for that height.
+    Seed {
+        /// kubo's RPC API (IP:PORT).
+        #[arg(long, default_value = "127.0.0.1:5001")]
+        ipfs_api: std::net::SocketAddr,
+        /// One round, for the latest height, then exit.
+        #[arg(long)]
+        once: bool,
+        /// The most bytes taken from a source in one round.
+        #[arg(long, default_value_t = 64 << 20)]
+        max_bytes: u64,
+        /// Seconds a fetch may take; what arrived by then is the round's
+        /// data (a round must end within the chain's submission window).
+        #[arg(long, default_value_t = 5)]
+        fetch_secs: u64,
+        #[command(flatten)]
+        send: SendArgs,
+    },
     /// Authority: add a data source.
     AddSource {
         id: String,
@@ -218,6 +238,20 @@ async fn dispatch(cmd: ChainCommand) -> Result<ExitCode> {
             .await
         }
         ChainCommand::Activate { registry, send: s } => activate(&registry, &s).await,
+        ChainCommand::Seed {
+            ipfs_api,
+            once,
+            max_bytes,
+            fetch_secs,
+            send: s,
+        } => {
+            let seed = Seeder {
+                ipfs_api,
+                max_bytes,
+                fetch: Duration::from_secs(fetch_secs),
+            };
+            seed.run(&s, once).await
+        }
         ChainCommand::AddSource { id, url, send: s } => send(&s, Msg::AddSource { id, url }).await,
         ChainCommand::ScheduleUpgrade {
             name,
@@ -439,5 +473,110 @@ fn report(s: &SendArgs, kind: &str, hash: &str, height: Option<u64>, nonce: u64,
             Some(h) => println!("{kind}: in block {h} (tx {hash}, nonce {nonce}, fee {fee})"),
             None => println!("{kind}: in the mempool (tx {hash}, nonce {nonce}, fee {fee}); --wait waits for the block"),
         }
+    }
+}
+
+/// One node's seeding: its assignment each block, fetched, added to kubo
+/// and submitted.
+struct Seeder {
+    ipfs_api: std::net::SocketAddr,
+    max_bytes: u64,
+    fetch: Duration,
+}
+
+impl Seeder {
+    async fn run(&self, s: &SendArgs, once: bool) -> Result<ExitCode> {
+        let me = hex::encode(load_key(&s.key)?.verifying_key().as_bytes());
+        let chain = Chain::connect(&s.rpc)?;
+        let mut done = 0;
+        loop {
+            let height = chain.query("/app").await?["height"].as_u64().unwrap_or(0);
+            if height > done {
+                let round = self.round(&chain, s, &me, height).await;
+                match (&round, once) {
+                    (Ok(what), _) => eprintln!("seed: height {height}: {what}"),
+                    (Err(e), false) => eprintln!("seed: height {height}: {e:#}"),
+                    (Err(_), true) => {}
+                }
+                if once {
+                    return round.map(|_| ExitCode::SUCCESS);
+                }
+                done = height;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn round(&self, chain: &Chain, s: &SendArgs, me: &str, height: u64) -> Result<String> {
+        let a = chain.query(&format!("/assignment/{height}")).await?;
+        let Some(source) = a["assignment"][me].as_str().map(str::to_string) else {
+            return Ok("no source assigned to this node".into());
+        };
+        let sources = chain.query("/sources").await?;
+        let url = sources
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["id"] == source.as_str()))
+            .and_then(|x| x["url"].as_str())
+            .ok_or_else(|| anyhow!("source '{source}' is not in the registry"))?
+            .to_string();
+        let data = self
+            .fetch(&url)
+            .await
+            .with_context(|| format!("source '{source}' ({url})"))?;
+        let ours = xnode_chain::cid::ipfs_add_cid(&data).to_string();
+        let kubo = supervisor::kubo::add::add(self.ipfs_api, data.clone())
+            .await
+            .map_err(|e| anyhow!("ipfs add at {}: {e}", self.ipfs_api))?;
+        if kubo != ours {
+            bail!(
+                "kubo gave {kubo} for {} bytes of '{source}', but `ipfs add --cid-version=1 \
+                 --raw-leaves` gives {ours}: kubo is adding with other settings; nothing submitted",
+                data.len()
+            );
+        }
+        send(
+            s,
+            Msg::SubmitCid {
+                height,
+                source: source.clone(),
+                cid: ours.clone(),
+            },
+        )
+        .await?;
+        Ok(format!("'{source}': {} bytes, {ours}", data.len()))
+    }
+
+    /// GET `url`, keeping at most `max_bytes` and what arrives within the
+    /// fetch time.
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("xnode-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.fetch)
+            .build()
+            .context("cannot build an HTTP client")?;
+        let deadline = tokio::time::Instant::now() + self.fetch;
+        let mut answer = tokio::time::timeout_at(deadline, http.get(url).send())
+            .await
+            .map_err(|_| anyhow!("no answer within {:?}", self.fetch))??;
+        if !answer.status().is_success() {
+            bail!("HTTP {}", answer.status());
+        }
+        let mut data = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, answer.chunk()).await {
+                Ok(Ok(Some(chunk))) => {
+                    let room = (self.max_bytes as usize).saturating_sub(data.len());
+                    data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if data.len() as u64 >= self.max_bytes {
+                        break;
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(e).context("reading the body"),
+                // The round's time is up: what arrived is the data.
+                Err(_) => break,
+            }
+        }
+        Ok(data)
     }
 }

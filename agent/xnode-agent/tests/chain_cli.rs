@@ -74,42 +74,58 @@ fn answer(driver: &Mutex<Driver>, req: &Value) -> Value {
     }
 }
 
+/// A loopback HTTP/1.1 server, one request a connection: `handler` gets
+/// the request line and body and returns the status and body.
+fn serve_http(
+    handler: impl Fn(&str, Vec<u8>) -> (u16, Vec<u8>) + Send + 'static,
+) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = r.read_line(&mut request_line);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let (status, out) = handler(request_line.trim(), body);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                out.len()
+            );
+            let _ = conn.write_all(&out);
+        }
+    });
+    addr
+}
+
 impl Shim {
     fn start(driver: Driver) -> Shim {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let driver = Arc::new(Mutex::new(driver));
         let d = driver.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut r = BufReader::new(conn.try_clone().unwrap());
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; len];
-                if r.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let resp = json!({"jsonrpc": "2.0", "id": req["id"], "result": answer(&d, &req)});
-                let out = serde_json::to_vec(&resp).unwrap();
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    out.len()
-                );
-                let _ = conn.write_all(&out);
-            }
+        let addr = serve_http(move |_, body| {
+            let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let resp = json!({"jsonrpc": "2.0", "id": req["id"], "result": answer(&d, &req)});
+            (200, serde_json::to_vec(&resp).unwrap())
         });
-        Shim { url, driver }
+        Shim {
+            url: format!("http://{addr}"),
+            driver,
+        }
     }
 }
 
@@ -245,4 +261,238 @@ fn signed_transactions_with_nonce_and_fee_from_the_chain() {
         String::from_utf8_lossy(&out.stdout).trim(),
         authority.address()
     );
+}
+
+/// What the fake kubo does with an add: answer the CID `ipfs add
+/// --cid-version=1 --raw-leaves` gives, or (a kubo set up otherwise) a
+/// CIDv0.
+#[derive(Clone, Copy, PartialEq)]
+enum Kubo {
+    CidV1RawLeaves,
+    CidV0,
+}
+
+/// A loopback stand-in for kubo's `/api/v0/add` (contract: the query and
+/// multipart body kubo documents); it keeps the files it was sent.
+fn fake_kubo(mode: Kubo, got: Arc<Mutex<Vec<Vec<u8>>>>) -> std::net::SocketAddr {
+    serve_http(move |line, body| {
+        let expected = format!(
+            "POST /api/v0/add?{} HTTP/1.1",
+            supervisor::kubo::add::ADD_QUERY
+        );
+        if line != expected {
+            return (
+                400,
+                format!("{{\"Message\":\"unexpected {line}\"}}").into_bytes(),
+            );
+        }
+        // One part: headers, a blank line, the file, CRLF and the closing
+        // boundary.
+        let text = body.as_slice();
+        let start = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let end = text.windows(4).rposition(|w| w == b"\r\n--").unwrap();
+        let file = text[start..end].to_vec();
+        let cid = match mode {
+            Kubo::CidV1RawLeaves => xnode_chain::cid::ipfs_add_cid(&file).to_string(),
+            Kubo::CidV0 => "QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR".into(),
+        };
+        let size = file.len();
+        got.lock().unwrap().push(file);
+        (
+            200,
+            format!("{{\"Name\":\"data\",\"Hash\":\"{cid}\",\"Size\":\"{size}\"}}").into_bytes(),
+        )
+    })
+}
+
+fn p(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn a_node_onboards_and_seeds_through_the_cli() {
+    use testkit::Swtpm;
+    if !Swtpm::available() {
+        common::missing(Swtpm::NEEDS);
+        return;
+    }
+    let tpm = Swtpm::manufactured();
+    let dir = tpm.path().to_path_buf();
+    let state = tpm.state_dir("node");
+    let node = |args: &[&str]| {
+        let mut c = agent();
+        c.env("XNODE_TCTI", tpm.tcti())
+            .env("XNODE_STATE_DIR", &state)
+            .args(args);
+        c
+    };
+    run_ok(&mut node(&["identity"]));
+    let node_key = state.join("node.key");
+    let me =
+        String::from_utf8(run_ok(agent().args(["chain", "address", "--key", p(&node_key)])).stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+
+    // The source: 300 KiB (two chunks, so a dag-pb root) on loopback.
+    let data: Vec<u8> = (0..300 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    let served = data.clone();
+    let source = serve_http(move |_, _| (200, served.clone()));
+
+    let authority = Wallet::from_seed(7);
+    let auth_key = dir.join("authority.key");
+    std::fs::write(&auth_key, [7u8; 32]).unwrap();
+    let mut params = development_params();
+    params.authority = Some(authority.address());
+    params.ek_cas = vec![std::fs::read_to_string(tpm.ca_bundle.as_ref().unwrap()).unwrap()];
+    let g = Genesis {
+        schema: GENESIS_SCHEMA.into(),
+        params,
+        accounts: vec![
+            GenesisAccount {
+                address: authority.address(),
+                balance: 10_000,
+            },
+            GenesisAccount {
+                address: me.clone(),
+                balance: 10_000,
+            },
+        ],
+        sources: vec![Source {
+            id: "blob".into(),
+            url: format!("http://{source}/blob"),
+        }],
+        upgrades: Default::default(),
+    };
+    let mut d = Driver::new(CHAIN, &g).unwrap();
+    d.block(vec![]).unwrap();
+    let shim = Shim::start(d);
+    let chain = |args: &[&str]| chain_cmd(&shim, args);
+
+    // Attest to the chain's latest block hash.
+    let beacon = common::json(&run_ok(&mut chain(&["beacon", "--json"])));
+    let env = dir.join("envelope.json");
+    run_ok(&mut node(&[
+        "attest",
+        "--beacon",
+        beacon["hash"].as_str().unwrap(),
+        "--out",
+        p(&env),
+    ]));
+    // The activator's credential exchange with the node's TPM, recorded on chain.
+    let (challenge, pending, response, registry) = (
+        dir.join("challenge.json"),
+        dir.join("pending.json"),
+        dir.join("response.json"),
+        dir.join("activations.json"),
+    );
+    run_ok(agent().args([
+        "credential",
+        "challenge",
+        p(&env),
+        "--out",
+        p(&challenge),
+        "--pending",
+        p(&pending),
+    ]));
+    run_ok(&mut node(&[
+        "credential",
+        "activate",
+        p(&challenge),
+        "--out",
+        p(&response),
+    ]));
+    run_ok(agent().args([
+        "credential",
+        "accept",
+        p(&pending),
+        p(&response),
+        "--registry",
+        p(&registry),
+    ]));
+    run_ok(&mut chain(&[
+        "activate",
+        "--registry",
+        p(&registry),
+        "--key",
+        p(&auth_key),
+        "--wait",
+    ]));
+    // Sent again, it is already there.
+    let out = run_ok(&mut chain(&[
+        "activate",
+        "--registry",
+        p(&registry),
+        "--key",
+        p(&auth_key),
+        "--wait",
+    ]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already on chain"));
+    let height = beacon["height"].to_string();
+    let out = run_ok(&mut chain(&[
+        "attest",
+        "--envelope",
+        p(&env),
+        "--beacon-height",
+        &height,
+        "--key",
+        p(&node_key),
+        "--wait",
+        "--json",
+    ]));
+    assert!(common::json(&out)["height"].as_u64().is_some());
+    let registered = common::json(&run_ok(&mut chain(&["query", &format!("/node/{me}")])));
+    assert_eq!(registered["status"], "active");
+
+    // kubo set up otherwise: the CIDs differ and nothing is submitted.
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let v0 = fake_kubo(Kubo::CidV0, got.clone());
+    let out = chain(&[
+        "seed",
+        "--once",
+        "--ipfs-api",
+        &v0.to_string(),
+        "--key",
+        p(&node_key),
+        "--wait",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kubo gave Qm") && err.contains("nothing submitted"),
+        "{err}"
+    );
+    let h = shim.driver.lock().unwrap().height();
+    assert_eq!(
+        common::json(&run_ok(&mut chain(&["query", &format!("/records/{h}")]))),
+        json!([])
+    );
+
+    // A kubo adding as documented: the node's CID goes on record.
+    let ok = fake_kubo(Kubo::CidV1RawLeaves, got.clone());
+    let out = run_ok(&mut chain(&[
+        "seed",
+        "--once",
+        "--ipfs-api",
+        &ok.to_string(),
+        "--key",
+        p(&node_key),
+        "--wait",
+    ]));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let expected = xnode_chain::cid::ipfs_add_cid(&data).to_string();
+    assert!(log.contains(&expected), "{log}");
+    assert!(expected.starts_with("bafybei"), "two chunks: a dag-pb root");
+    assert!(
+        got.lock().unwrap().iter().all(|f| *f == data),
+        "kubo got the source's bytes"
+    );
+    let rec = common::json(&run_ok(&mut chain(&[
+        "query",
+        &format!("/records/{h}/{me}"),
+    ])));
+    assert_eq!(rec["cid"], expected);
+    assert_eq!(rec["source"], "blob");
 }

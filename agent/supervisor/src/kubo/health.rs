@@ -318,7 +318,7 @@ struct ErrorAnswer {
 
 /// Why one RPC call failed, worded for a health detail.
 #[derive(Debug, thiserror::Error)]
-enum CallError {
+pub(crate) enum CallError {
     #[error("API at {api}: {reason}")]
     Connect { api: SocketAddr, reason: String },
     #[error("API at {api}: {endpoint}: {why}")]
@@ -343,13 +343,13 @@ const MAX_ANSWER: usize = 8 * 1024 * 1024;
 /// kubo's RPC at one address, over reqwest: every call a POST to
 /// `/api/v0/<endpoint>` (kubo answers any other method with 405).
 #[derive(Debug, Clone)]
-struct Rpc {
+pub(crate) struct Rpc {
     api: SocketAddr,
     http: reqwest::Client,
 }
 
 impl Rpc {
-    fn new(api: SocketAddr) -> Result<Rpc, String> {
+    pub(crate) fn new(api: SocketAddr) -> Result<Rpc, String> {
         let http = reqwest::Client::builder()
             // Loopback: never through a proxy from the environment.
             .no_proxy()
@@ -368,14 +368,23 @@ impl Rpc {
         endpoint: &'static str,
         query: &str,
     ) -> Result<T, CallError> {
+        self.call_with(endpoint, query, None).await
+    }
+
+    /// POST with a body (content type, bytes) and decode a 200 answer.
+    pub(crate) async fn call_with<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        query: &str,
+        body: Option<(String, Vec<u8>)>,
+    ) -> Result<T, CallError> {
         let sep = if query.is_empty() { "" } else { "?" };
         let url = format!("http://{}/api/v0/{endpoint}{sep}{query}", self.api);
-        let mut answer = self
-            .http
-            .post(url)
-            .send()
-            .await
-            .map_err(|e| self.failed(endpoint, &e))?;
+        let mut req = self.http.post(url);
+        if let Some((content_type, bytes)) = body {
+            req = req.header("Content-Type", content_type).body(bytes);
+        }
+        let mut answer = req.send().await.map_err(|e| self.failed(endpoint, &e))?;
         let status = answer.status().as_u16();
         let mut body = Vec::new();
         while let Some(chunk) = answer

@@ -5,7 +5,8 @@
 //! - `settings`: `Settings`, their parsing and validation, kubo's sizes;
 //! - `multiaddr`: the multiaddrs and peer IDs in the settings, parsed;
 //! - `configure`: the patch of `<repo>/config`, its report and errors;
-//! - `health`: `Health` and the thin RPC client it calls.
+//! - `health`: `Health` and the thin RPC client it calls;
+//! - `add`: `ipfs add` with the options the chain's CIDs are made with.
 //!
 //! The RPC calls go through the thin typed client in `health` (`Rpc`, over
 //! reqwest), not through ipfs-api-backend-hyper 0.6: that crate's `id` and
@@ -13,6 +14,7 @@
 //! repo stat (`stats_repo`) drops `StorageMax` (docs/kubo.md, and the
 //! `contract_` test that shows it).
 
+pub mod add;
 mod configure;
 mod health;
 mod multiaddr;
