@@ -111,6 +111,7 @@
         cometbft = withFlakePackages ./modules/cometbft.nix;
         ipfs = withFlakePackages ./modules/ipfs.nix;
         mesh = withFlakePackages ./modules/mesh.nix;
+        chain = withFlakePackages ./modules/chain.nix;
         firstboot = ./modules/firstboot.nix;
         images = ./images;
       }

@@ -7,6 +7,7 @@
     ./cometbft.nix
     ./ipfs.nix
     ./mesh.nix
+    ./chain.nix
     ./port-conflicts.nix
     ./firstboot.nix
   ];

@@ -7,7 +7,9 @@
 # services.xnode.cometbft.validator.keyFile; its node key is put into the
 # CometBFT home before the first start (no module option takes one, and the
 # home keeps a valid key it finds), so the node ids in persistentPeers are
-# known at build time. The ABCI application is CometBFT's built-in kvstore.
+# known at build time. The ABCI application is Xnode's own (`xnode-chain
+# serve`, services.xnode.chain), started from the genesis' app_state.
+# TEST-ONLY: the chain's faucet and authority key is 32 bytes of 0x07.
 { pkgs, self, ... }:
 let
   inherit (pkgs) lib;
@@ -42,7 +44,6 @@ let
         moniker = me.name;
         chainId = network.chain_id;
         genesis = "${fixtures + "/genesis.json"}";
-        proxyApp = "kvstore";
         p2pAddress = "tcp://0.0.0.0:${toString p2pPort}";
         persistentPeers = map (n: "${n.node_id}@${n.ip}:${toString p2pPort}") others;
         validator = {
@@ -58,6 +59,8 @@ let
         # otherwise drop those addresses.
         settings.p2p.addr_book_strict = false;
       };
+
+      services.xnode.chain.enable = true;
 
       systemd.services.xnode-test-cometbft-node-key = {
         description = "Put the test node key into the CometBFT home";
@@ -98,6 +101,7 @@ pkgs.testers.runNixOSTest {
     from typing import Any
 
     CHAIN_ID = "${network.chain_id}"
+    BOB = "1398f62c6d1a457c51ba6a4b5f3dbd2f69fca93216218dc8997e416bd17d93ca"
     RPC = "${rpc}"
     # name: (machine, node id, validator address), from the fixtures
     NODES = {
@@ -157,17 +161,35 @@ pkgs.testers.runNixOSTest {
         want = sorted(address for (_, _, address) in NODES.values())
         assert got == want, f"validator set {got}, expected {want}"
 
-    with subtest("a transaction sent to one validator is committed on all"):
-        # kvstore takes "key=value" transactions and answers queries by key
-        # (the value base64-encoded: d29ya3M= is "works").
-        result = rpc(validator1, "broadcast_tx_commit?tx=%22xnode%3Dworks%22")
-        assert result["check_tx"].get("code", 0) == 0, f"CheckTx refused it: {result}"
+    with subtest("a signed transfer sent to one validator is committed on all"):
+        # The genesis faucet (TEST-ONLY key: 32 bytes of 0x07) pays BOB.
+        validator1.succeed("printf '\\007%.0s' $(seq 32) > /root/faucet.key")
+        validator1.succeed(
+            f"xnode-agent chain transfer --to {BOB} --amount 1234 --key /root/faucet.key --wait"
+        )
         for name, (machine, _, _) in NODES.items():
             machine.wait_until_succeeds(
-                f"curl -sSf --max-time 5 '{RPC}/abci_query?data=%22xnode%22'"
-                " | jq -e --arg value d29ya3M= '.result.response.value == $value'",
+                f"xnode-agent chain query /account/{BOB} | jq -e '.balance == 1234'",
                 timeout=60,
             )
+        # An overdraft is refused with its code (6: funds) and changes nothing.
+        out = validator1.fail(
+            f"xnode-agent chain transfer --to {BOB} --amount 999999999 --key /root/faucet.key --wait 2>&1"
+        )
+        assert "code 6" in out, out
+
+    with subtest("the application's state agrees on every validator"):
+        # The app hash is in every block header: equal headers at a height
+        # mean four instances of the application reached the same state.
+        tip = min(
+            int(rpc(m, "status")["sync_info"]["latest_block_height"]) for m, _, _ in NODES.values()
+        )
+        app_hashes = {
+            name: rpc(machine, f"block?height={tip}")["block"]["header"]["app_hash"]
+            for name, (machine, _, _) in NODES.items()
+        }
+        assert len(set(app_hashes.values())) == 1, f"app hashes differ at {tip}: {app_hashes}"
+        assert all(app_hashes.values()), f"empty app hash: {app_hashes}"
 
     wait_all(
         "the agent reports CometBFT healthy",
@@ -176,6 +198,13 @@ pkgs.testers.runNixOSTest {
         " | .healthy == true and .health.metrics.height >= 5"
         " and .health.metrics.catching_up == false and .health.metrics.peers >= 3'",
         180,
+    )
+
+    wait_all(
+        "the agent reports the chain application healthy",
+        "xnode-agent status --json | jq -e"
+        " '.services[] | select(.name == \"xnode-chain\") | .healthy == true'",
+        120,
     )
 
     with subtest("the agent's view of each node"):

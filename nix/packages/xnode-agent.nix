@@ -40,9 +40,12 @@ rustPlatform.buildRustPackage {
   nativeBuildInputs = [ pkg-config ];
   buildInputs = [ tpm2-tss ];
 
+  # The agent, and the chain's ABCI application (bin/xnode-chain).
   cargoBuildFlags = [
     "--package"
     "xnode-agent"
+    "--package"
+    "xnode-chain"
   ];
   cargoTestFlags = [ "--workspace" ];
   nativeCheckInputs = [

@@ -170,6 +170,32 @@ in
     ];
   };
 
+  # The chain's application beside CometBFT, and the node re-attesting to
+  # the chain and seeding its assigned source into the local kubo.
+  chain-node = {
+    units = [
+      "xnode-chain"
+      "xnode-chain-attest"
+      "xnode-chain-seed"
+      "cometbft"
+    ];
+    modules = [
+      agent
+      chain
+      {
+        services.xnode.ipfs.enable = true;
+        services.xnode.chain = {
+          enable = true;
+          node = {
+            attest = "10min";
+            seed = true;
+            validatorKey = "4c0f7b1e2d3a49586a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b";
+          };
+        };
+      }
+    ];
+  };
+
   # nixosModules.ipfs imported on its own (it brings the agent with it).
   ipfs-module-alone = {
     base = ../../modules/ipfs.nix;
@@ -189,6 +215,17 @@ in
       {
         services.xnode.ipfs.enable = true;
         services.xnode.ipfs.gateway = "/ip4/127.0.0.1/tcp/26657";
+      }
+    ];
+  };
+  chain-proxy-mismatch = {
+    units = [ ];
+    modules = [
+      agent
+      chain
+      {
+        services.xnode.chain.enable = true;
+        services.xnode.cometbft.proxyApp = "tcp://127.0.0.1:9999";
       }
     ];
   };

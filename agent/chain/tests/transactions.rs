@@ -390,3 +390,29 @@ fn a_bad_genesis_is_refused_with_the_field_named() {
     g.accounts[0].address = "ABC".into();
     assert!(Driver::new(CHAIN, &g).is_err());
 }
+
+#[test]
+fn the_vm_test_genesis_is_one_this_application_starts_from() {
+    // tests/cometbft-network.nix runs four validators from this genesis.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/nixos/cometbft/genesis.json"
+    );
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let req = tendermint_proto::v0_38::abci::RequestInitChain {
+        chain_id: g["chain_id"].as_str().unwrap().into(),
+        app_state_bytes: serde_json::to_vec(&g["app_state"]).unwrap().into(),
+        initial_height: 1,
+        ..Default::default()
+    };
+    let (app, resp) = xnode_chain::App::init(&req).unwrap();
+    assert_eq!(resp.app_hash.len(), 32);
+    let st = app.committed();
+    assert_eq!(st.core.accounts.len(), 1);
+    assert_eq!(st.core.sources.len(), 1);
+    // The faucet the VM test signs with: 32 bytes of 0x07.
+    assert_eq!(
+        st.core.params.authority.as_deref(),
+        Some(Wallet::from_seed(7).address().as_str())
+    );
+}

@@ -202,6 +202,7 @@ fn ports_are_read_from_laddrs_and_multiaddrs_and_conflicts_are_named() {
 const BAD: &[(&str, &str)] = &[
     ("gpu-proof-without-profile", "import the NVIDIA profile"),
     ("port-conflict", "give each a port of its own"),
+    ("chain-proxy-mismatch", "leave proxyApp unset"),
     ("validator-without-key", "set validator.keyFile"),
     ("validator-key-in-store", "put the key outside the store"),
     (
@@ -292,6 +293,28 @@ fn the_modules_evaluate_to_the_golden_manifest_and_units() {
     assert!(
         devices.iter().any(|d| d == "char-nvidia-uvm rw"),
         "{devices:?}"
+    );
+
+    // The chain node: the application before CometBFT, checked on its
+    // ABCI port; CometBFT pointed at it; the node's timer and seeder.
+    let c = &scenarios["chain-node"];
+    let check = manifest_check(&c["manifest"]);
+    let order = check["services"].as_array().unwrap();
+    let pos = |n: &str| order.iter().position(|s| s == n).unwrap();
+    assert!(pos("xnode-chain") < pos("cometbft"), "{order:?}");
+    let unit = &c["units"]["xnode-chain"]["serviceConfig"];
+    assert!(
+        unit["ExecStart"].as_str().unwrap().ends_with(
+            "bin/xnode-chain serve --listen 127.0.0.1:26658 --state-dir /var/lib/xnode-chain"
+        ),
+        "{unit}"
+    );
+    let seed = c["units"]["xnode-chain-seed"]["serviceConfig"]["ExecStart"]
+        .as_str()
+        .unwrap();
+    assert!(
+        seed.contains("chain seed --ipfs-api 127.0.0.1:5001 --rpc http://127.0.0.1:26657"),
+        "{seed}"
     );
 
     // The validator: every part declared, in dependency order, its
