@@ -115,9 +115,17 @@ pub fn verify_chain(
     let mut current = ek_cert;
     for _ in 0..MAX_CHAIN {
         let issuer_name = &current.tbs_certificate.issuer;
+        let wanted_key = authority_key_id(current);
         let candidates: Vec<&Certificate> = anchors
             .iter()
             .filter(|a| &a.tbs_certificate.subject == issuer_name)
+            // CAs may share a subject (every swtpm_localca is "swtpm-localca");
+            // the key identifiers, where both certificates carry them, tell
+            // which one signed, so only that one's signature is checked.
+            .filter(|a| match (&wanted_key, subject_key_id(a)) {
+                (Some(w), Some(k)) => *w == k,
+                _ => true,
+            })
             .collect();
         if candidates.is_empty() {
             return Err(format!(
@@ -148,6 +156,18 @@ pub fn verify_chain(
         current = issuer;
     }
     Err(format!("chain longer than {MAX_CHAIN} certificates"))
+}
+
+fn authority_key_id(c: &Certificate) -> Option<Vec<u8>> {
+    use x509_cert::ext::pkix::AuthorityKeyIdentifier;
+    let (_, aki) = c.tbs_certificate.get::<AuthorityKeyIdentifier>().ok()??;
+    aki.key_identifier.map(|k| k.as_bytes().to_vec())
+}
+
+fn subject_key_id(c: &Certificate) -> Option<Vec<u8>> {
+    use x509_cert::ext::pkix::SubjectKeyIdentifier;
+    let (_, ski) = c.tbs_certificate.get::<SubjectKeyIdentifier>().ok()??;
+    Some(ski.0.as_bytes().to_vec())
 }
 
 /// Does the certificate certify this TPM public key?
