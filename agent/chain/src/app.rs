@@ -388,7 +388,7 @@ impl App {
             );
         }
         let spendable = acct.balance - b.fee;
-        let planned = self.plan(st, &b.sender, &b.msg, spendable, height, time, mode);
+        let planned = self.plan(st, &b.sender, &b.msg, spendable, height, time);
         let effect = match planned {
             Ok(e) => e,
             Err((code, log)) => return TxOutcome::rejected(code, log),
@@ -424,7 +424,6 @@ impl App {
         spendable: u64,
         height: u64,
         time: u64,
-        mode: Mode,
     ) -> Result<Effect, Rejection> {
         let core = &st.core;
         let node = core.nodes.get(sender);
@@ -475,7 +474,6 @@ impl App {
                     validator_key,
                     height,
                     time,
-                    mode,
                 )
                 .map(|n| Effect::Attest(Box::new(n))),
             Msg::Stake { amount } => {
@@ -628,7 +626,6 @@ impl App {
         validator_key: &Option<String>,
         height: u64,
         time: u64,
-        mode: Mode,
     ) -> Result<Node, Rejection> {
         let core = &st.core;
         let existing = core.nodes.get(sender);
@@ -747,7 +744,6 @@ impl App {
             .find(|c| c.name == "capacity")
             .map(|c| c.detail.clone())
             .unwrap_or_default();
-        let _ = mode;
         Ok(Node {
             key: sender.to_string(),
             peer_id: report.node_id.clone(),

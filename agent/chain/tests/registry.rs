@@ -10,7 +10,7 @@ use ed25519_dalek::SigningKey;
 use tendermint_proto::v0_38::abci::{Misbehavior, MisbehaviorType, Validator};
 use xnode_chain::app::validator_address;
 use xnode_chain::codes as c;
-use xnode_chain::driver::Driver;
+use xnode_chain::driver::{Driver, Wallet};
 use xnode_chain::Msg;
 
 fn validator_key(seed: u8) -> String {
@@ -18,6 +18,25 @@ fn validator_key(seed: u8) -> String {
         SigningKey::from_bytes(&[seed; 32])
             .verifying_key()
             .as_bytes(),
+    )
+}
+
+/// `w` sends `envelope` bound to block `beacon_height`, as a transaction
+/// meant to be refused (its nonce not counted as used).
+fn attest_unused(
+    w: &Wallet,
+    envelope: &[u8],
+    beacon_height: u64,
+    validator_key: Option<String>,
+) -> Vec<u8> {
+    w.sign_unused(
+        CHAIN,
+        FEE,
+        Msg::Attest {
+            envelope: xnode_chain::tx::encode_envelope(envelope),
+            beacon_height,
+            validator_key,
+        },
     )
 }
 
@@ -111,59 +130,24 @@ fn registration_verifies_the_envelope_and_stores_nothing_of_a_failure() {
             _ => unreachable!(),
         }
     };
-    let resent = n[0].wallet.sign_unused(
-        CHAIN,
-        FEE,
-        Msg::Attest {
-            envelope: old_env.clone(),
-            beacon_height: 1,
-            validator_key: None,
-        },
+    let resent = attest_unused(
+        &n[0].wallet,
+        &xnode_chain::tx::envelope_bytes(&old_env).unwrap(),
+        1,
+        None,
     );
     // 3. Node 1's envelope sent by node 2's account.
     let fresh1 = n[1].envelope(&d.hash_at(h).unwrap());
-    let stolen = n[2].wallet.sign_unused(
-        CHAIN,
-        FEE,
-        Msg::Attest {
-            envelope: xnode_chain::tx::encode_envelope(&fresh1),
-            beacon_height: h,
-            validator_key: None,
-        },
-    );
+    let stolen = attest_unused(&n[2].wallet, &fresh1, h, None);
     // 4. An envelope for block h's hash claimed for block h-1.
-    let wrong_beacon = n[1].wallet.sign_unused(
-        CHAIN,
-        FEE,
-        Msg::Attest {
-            envelope: xnode_chain::tx::encode_envelope(&fresh1),
-            beacon_height: h - 1,
-            validator_key: None,
-        },
-    );
+    let wrong_beacon = attest_unused(&n[1].wallet, &fresh1, h - 1, None);
     // 5. A beacon the chain never had.
-    let no_beacon = n[1].wallet.sign_unused(
-        CHAIN,
-        FEE,
-        Msg::Attest {
-            envelope: xnode_chain::tx::encode_envelope(&fresh1),
-            beacon_height: 999,
-            validator_key: None,
-        },
-    );
+    let no_beacon = attest_unused(&n[1].wallet, &fresh1, 999, None);
     // 6. The envelope tampered with (the report's bytes changed).
     let mut env: serde_json::Value = serde_json::from_slice(&fresh1).unwrap();
     env["payload"] =
         serde_json::Value::String(format!("e30{}", &env["payload"].as_str().unwrap()[3..]));
-    let tampered = n[1].wallet.sign_unused(
-        CHAIN,
-        FEE,
-        Msg::Attest {
-            envelope: xnode_chain::tx::encode_envelope(&serde_json::to_vec(&env).unwrap()),
-            beacon_height: h,
-            validator_key: None,
-        },
-    );
+    let tampered = attest_unused(&n[1].wallet, &serde_json::to_vec(&env).unwrap(), h, None);
     // 7. Not base64.
     let junk = n[1].wallet.sign_unused(
         CHAIN,
@@ -176,15 +160,7 @@ fn registration_verifies_the_envelope_and_stores_nothing_of_a_failure() {
     );
     // 8. Node 1 claiming node 0's validator key.
     let fresh1b = n[1].envelope(&d.hash_at(h).unwrap());
-    let taken_key = n[1].wallet.sign_unused(
-        CHAIN,
-        FEE,
-        Msg::Attest {
-            envelope: xnode_chain::tx::encode_envelope(&fresh1b),
-            beacon_height: h,
-            validator_key: Some(validator_key(50)),
-        },
-    );
+    let taken_key = attest_unused(&n[1].wallet, &fresh1b, h, Some(validator_key(50)));
     let cases = [
         ("replay", replay, c::BAD_NONCE, "nonce"),
         ("old sequence", resent, c::ATTESTATION, "sequence"),
@@ -223,15 +199,7 @@ fn registration_verifies_the_envelope_and_stores_nothing_of_a_failure() {
     for _ in 0..8 {
         d.block(vec![]).unwrap();
     }
-    let late = n[1].wallet.sign_unused(
-        CHAIN,
-        FEE,
-        Msg::Attest {
-            envelope: xnode_chain::tx::encode_envelope(&fresh1b),
-            beacon_height: h,
-            validator_key: None,
-        },
-    );
+    let late = attest_unused(&n[1].wallet, &fresh1b, h, None);
     let b = d.block(vec![late]).unwrap();
     assert_eq!(codes(&b), [c::ATTESTATION]);
     assert!(

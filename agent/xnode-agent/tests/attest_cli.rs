@@ -53,38 +53,8 @@ fn attest_exchange_verify_through_the_cli() {
     );
 
     // The verifier's side of the exchange, then the node's.
-    let (challenge, pending, response, registry) = (
-        d.join("challenge.json"),
-        d.join("v/pending.json"),
-        d.join("response.json"),
-        d.join("v/activations.json"),
-    );
-    run_ok(agent().args([
-        "credential",
-        "challenge",
-        p(&env),
-        "--out",
-        p(&challenge),
-        "--pending",
-        p(&pending),
-    ]));
-    let mut c = agent();
-    node(&mut c);
-    run_ok(c.args([
-        "credential",
-        "activate",
-        p(&challenge),
-        "--out",
-        p(&response),
-    ]));
-    run_ok(agent().args([
-        "credential",
-        "accept",
-        p(&pending),
-        p(&response),
-        "--registry",
-        p(&registry),
-    ]));
+    let registry = d.join("v/activations.json");
+    let pending = common::credential_exchange(&env, d, &registry, |c| node(c));
     assert!(!pending.exists(), "a spent challenge is removed");
 
     let ca = tpm.ca_bundle.as_ref().unwrap();

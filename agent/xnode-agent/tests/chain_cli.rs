@@ -380,36 +380,11 @@ fn a_node_onboards_and_seeds_through_the_cli() {
         p(&env),
     ]));
     // The activator's credential exchange with the node's TPM, recorded on chain.
-    let (challenge, pending, response, registry) = (
-        dir.join("challenge.json"),
-        dir.join("pending.json"),
-        dir.join("response.json"),
-        dir.join("activations.json"),
-    );
-    run_ok(agent().args([
-        "credential",
-        "challenge",
-        p(&env),
-        "--out",
-        p(&challenge),
-        "--pending",
-        p(&pending),
-    ]));
-    run_ok(&mut node(&[
-        "credential",
-        "activate",
-        p(&challenge),
-        "--out",
-        p(&response),
-    ]));
-    run_ok(agent().args([
-        "credential",
-        "accept",
-        p(&pending),
-        p(&response),
-        "--registry",
-        p(&registry),
-    ]));
+    let registry = dir.join("activations.json");
+    common::credential_exchange(&env, &dir, &registry, |c| {
+        c.env("XNODE_TCTI", tpm.tcti())
+            .env("XNODE_STATE_DIR", &state);
+    });
     run_ok(&mut chain(&[
         "activate",
         "--registry",

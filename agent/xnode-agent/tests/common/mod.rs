@@ -31,6 +31,51 @@ pub fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
+/// The credential exchange through the CLI, with its files in `dir`: the
+/// verifier's challenge for `envelope`, the node's answer (`node` points
+/// the command at its TPM and state), the verifier's acceptance into
+/// `registry`. Returns where the (spent) pending record was.
+pub fn credential_exchange(
+    envelope: &std::path::Path,
+    dir: &std::path::Path,
+    registry: &std::path::Path,
+    node: impl Fn(&mut Command),
+) -> std::path::PathBuf {
+    let (challenge, pending, response) = (
+        dir.join("challenge.json"),
+        dir.join("v/pending.json"),
+        dir.join("response.json"),
+    );
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    run_ok(agent().args([
+        "credential".into(),
+        "challenge".into(),
+        s(envelope),
+        "--out".into(),
+        s(&challenge),
+        "--pending".into(),
+        s(&pending),
+    ]));
+    let mut c = agent();
+    node(&mut c);
+    run_ok(c.args([
+        "credential".into(),
+        "activate".into(),
+        s(&challenge),
+        "--out".into(),
+        s(&response),
+    ]));
+    run_ok(agent().args([
+        "credential".into(),
+        "accept".into(),
+        s(&pending),
+        s(&response),
+        "--registry".into(),
+        s(registry),
+    ]));
+    pending
+}
+
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
