@@ -90,8 +90,6 @@ in
         }
       ];
       services.xnode.cometbft.proxyApp = lib.mkDefault "tcp://${cfg.listen}";
-      # CometBFT connects to the application on start: the application first.
-      services.xnode.services.cometbft.dependsOn = lib.mkIf cometbft.enable [ "xnode-chain" ];
       services.xnode.services.xnode-chain = {
         description = "Xnode chain application (ABCI) for CometBFT";
         health.check = {
@@ -107,6 +105,12 @@ in
         }
         // render.writableHome cfg.stateDir;
       };
+    })
+    # CometBFT connects to the application on start: the application first.
+    # (Its own mkIf: a definition under a false one inside the entry would
+    # still declare a `cometbft` service on a node without CometBFT.)
+    (lib.mkIf (cfg.enable && cometbft.enable) {
+      services.xnode.services.cometbft.dependsOn = [ "xnode-chain" ];
     })
     (lib.mkIf (cfg.node.attest != null) {
       systemd.services.xnode-chain-attest = {

@@ -218,6 +218,14 @@ in
       }
     ];
   };
+  # The application alone (CometBFT elsewhere): no CometBFT entry appears.
+  chain-app-alone = {
+    units = [ "xnode-chain" ];
+    modules = [
+      agent
+      { services.xnode.chain.enable = true; }
+    ];
+  };
   chain-proxy-mismatch = {
     units = [ ];
     modules = [

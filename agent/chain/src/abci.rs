@@ -74,10 +74,18 @@ impl Application for AbciApp {
 
     fn init_chain(&self, req: RequestInitChain) -> ResponseInitChain {
         let mut inner = self.lock();
-        if inner.app.is_some() {
-            halt(&ChainError::Genesis(
-                "InitChain on a state that already has a chain: this state directory belongs to another chain".into(),
-            ));
+        // At height 0 no block has been committed: CometBFT, restarted
+        // before its first block, sends InitChain again, and the genesis
+        // state is made anew. Past height 0 the state is another chain's.
+        if let Some(app) = &inner.app {
+            let c = &app.committed().core;
+            if c.height > 0 {
+                halt(&ChainError::Genesis(format!(
+                    "InitChain, but this state directory holds chain '{}' at height {}: \
+                     give this chain a state directory of its own",
+                    c.chain_id, c.height
+                )));
+            }
         }
         match App::init_with(&req, inner.upgrades) {
             Ok((app, resp)) => {

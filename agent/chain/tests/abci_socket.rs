@@ -38,6 +38,14 @@ fn cometbft_s_requests_over_the_socket_and_a_restart() {
         .init_chain(init_request(CHAIN, &genesis(&[], 2), 1_800_000_000))
         .unwrap();
     assert_eq!(init.app_hash.len(), 32);
+    // CometBFT restarted before its first block sends InitChain again: the
+    // application, restarted too, starts the chain anew, to the same hash.
+    let mut c = serve(dir.path());
+    assert_eq!(c.info(RequestInfo::default()).unwrap().last_block_height, 0);
+    let again = c
+        .init_chain(init_request(CHAIN, &genesis(&[], 2), 1_800_000_000))
+        .unwrap();
+    assert_eq!(again.app_hash, init.app_hash);
 
     let mut f = faucet();
     let bob = Wallet::from_seed(9);

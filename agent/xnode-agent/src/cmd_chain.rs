@@ -140,8 +140,8 @@ pub enum ChainCommand {
         /// The most bytes taken from a source in one round.
         #[arg(long, default_value_t = 64 << 20)]
         max_bytes: u64,
-        /// Seconds a fetch may take; what arrived by then is the round's
-        /// data (a round must end within the chain's submission window).
+        /// Seconds a fetch may take at most; it also ends when the next
+        /// block is made. What arrived by then is the round's data.
         #[arg(long, default_value_t = 5)]
         fetch_secs: u64,
         #[command(flatten)]
@@ -490,7 +490,16 @@ impl Seeder {
         let chain = Chain::connect(&s.rpc)?;
         let mut done = 0;
         loop {
-            let height = chain.query("/app").await?["height"].as_u64().unwrap_or(0);
+            let height = match chain.query("/app").await {
+                Ok(app) => app["height"].as_u64().unwrap_or(0),
+                Err(e) if once => return Err(e),
+                // CometBFT restarting: wait for it rather than exit.
+                Err(e) => {
+                    eprintln!("seed: {e:#}; trying again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
             if height > done {
                 let round = self.round(&chain, s, &me, height).await;
                 match (&round, once) {
@@ -520,7 +529,7 @@ impl Seeder {
             .ok_or_else(|| anyhow!("source '{source}' is not in the registry"))?
             .to_string();
         let data = self
-            .fetch(&url)
+            .fetch(chain, height, &url)
             .await
             .with_context(|| format!("source '{source}' ({url})"))?;
         let ours = xnode_chain::cid::ipfs_add_cid(&data).to_string();
@@ -546,9 +555,9 @@ impl Seeder {
         Ok(format!("'{source}': {} bytes, {ours}", data.len()))
     }
 
-    /// GET `url`, keeping at most `max_bytes` and what arrives within the
-    /// fetch time.
-    async fn fetch(&self, url: &str) -> Result<Vec<u8>> {
+    /// GET `url` until the chain moves past `height` (the next block), the
+    /// fetch time ends or `max_bytes` arrived, whichever is first.
+    async fn fetch(&self, chain: &Chain, height: u64, url: &str) -> Result<Vec<u8>> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("xnode-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.fetch)
@@ -561,9 +570,25 @@ impl Seeder {
         if !answer.status().is_success() {
             bail!("HTTP {}", answer.status());
         }
+        let next_block = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Ok(app) = chain.query("/app").await {
+                    if app["height"].as_u64().is_some_and(|h| h > height) {
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::pin!(next_block);
         let mut data = Vec::new();
         loop {
-            match tokio::time::timeout_at(deadline, answer.chunk()).await {
+            let chunk = tokio::select! {
+                c = tokio::time::timeout_at(deadline, answer.chunk()) => c,
+                // The next block: what arrived is this round's data.
+                () = &mut next_block => break,
+            };
+            match chunk {
                 Ok(Ok(Some(chunk))) => {
                     let room = (self.max_bytes as usize).saturating_sub(data.len());
                     data.extend_from_slice(&chunk[..chunk.len().min(room)]);

@@ -263,6 +263,41 @@ fn signed_transactions_with_nonce_and_fee_from_the_chain() {
     );
 }
 
+const STALL_AFTER: usize = 1000;
+
+/// A data source serving `data`; while `stall` is set it sends the first
+/// STALL_AFTER bytes, then nothing for 20 s, then closes.
+fn source_server(data: Vec<u8>, stall: Arc<std::sync::atomic::AtomicBool>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                data.len()
+            );
+            if stall.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = conn.write_all(&data[..STALL_AFTER]);
+                let _ = conn.flush();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(20));
+                    drop(conn);
+                });
+            } else {
+                let _ = conn.write_all(&data);
+            }
+        }
+    });
+    addr
+}
+
 /// What the fake kubo does with an add: answer the CID `ipfs add
 /// --cid-version=1 --raw-leaves` gives, or (a kubo set up otherwise) a
 /// CIDv0.
@@ -336,8 +371,8 @@ fn a_node_onboards_and_seeds_through_the_cli() {
 
     // The source: 300 KiB (two chunks, so a dag-pb root) on loopback.
     let data: Vec<u8> = (0..300 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
-    let served = data.clone();
-    let source = serve_http(move |_, _| (200, served.clone()));
+    let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source = source_server(data.clone(), stall.clone());
 
     let authority = Wallet::from_seed(7);
     let auth_key = dir.join("authority.key");
@@ -469,5 +504,36 @@ fn a_node_onboards_and_seeds_through_the_cli() {
         &format!("/records/{h}/{me}"),
     ])));
     assert_eq!(rec["cid"], expected);
+
+    // A source still sending when the next block comes: the round's data is
+    // what arrived by then. (The source would break the connection after
+    // 20 s, failing the fetch: success means the block ended it.)
+    stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    let h2 = shim.driver.lock().unwrap().height();
+    let d = shim.driver.clone();
+    let next_block = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        d.lock().unwrap().block(vec![]).unwrap();
+    });
+    run_ok(&mut chain(&[
+        "seed",
+        "--once",
+        "--fetch-secs",
+        "60",
+        "--ipfs-api",
+        &ok.to_string(),
+        "--key",
+        p(&node_key),
+        "--wait",
+    ]));
+    next_block.join().unwrap();
+    let rec = common::json(&run_ok(&mut chain(&[
+        "query",
+        &format!("/records/{h2}/{me}"),
+    ])));
+    assert_eq!(
+        rec["cid"],
+        xnode_chain::cid::ipfs_add_cid(&data[..STALL_AFTER]).to_string()
+    );
     assert_eq!(rec["source"], "blob");
 }

@@ -317,6 +317,9 @@ fn the_modules_evaluate_to_the_golden_manifest_and_units() {
         "{seed}"
     );
 
+    let alone = manifest_check(&scenarios["chain-app-alone"]["manifest"]);
+    assert_eq!(alone["services"], serde_json::json!(["xnode-chain"]));
+
     // The validator: every part declared, in dependency order, its
     // listeners on the firewall, and the agent under its watchdog.
     let v = &scenarios["validator"];
