@@ -74,6 +74,26 @@ fn answer(driver: &Mutex<Driver>, req: &Value) -> Value {
     }
 }
 
+/// One HTTP/1.1 request from `conn`: its request line and body.
+fn read_request(conn: &std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut r = BufReader::new(conn.try_clone().ok()?);
+    let mut request_line = String::new();
+    r.read_line(&mut request_line).ok()?;
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((request_line.trim().to_string(), body))
+}
+
 /// A loopback HTTP/1.1 server, one request a connection: `handler` gets
 /// the request line and body and returns the status and body.
 fn serve_http(
@@ -84,24 +104,10 @@ fn serve_http(
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut request_line = String::new();
-            let _ = r.read_line(&mut request_line);
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            if r.read_exact(&mut body).is_err() {
+            let Some((request_line, body)) = read_request(&conn) else {
                 continue;
-            }
-            let (status, out) = handler(request_line.trim(), body);
+            };
+            let (status, out) = handler(&request_line, body);
             let _ = write!(
                 conn,
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -273,10 +279,8 @@ fn source_server(data: Vec<u8>, stall: Arc<std::sync::atomic::AtomicBool>) -> st
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                line.clear();
+            if read_request(&conn).is_none() {
+                continue;
             }
             let _ = write!(
                 conn,
