@@ -697,10 +697,13 @@ impl App {
                 .iter()
                 .any(|c| c.name == name && c.status == Status::Pass)
         };
-        if !self.policy.ek_cas.is_empty() && !passed("ek_certificate") {
+        // The verifier fails it without CAs or a certificate; said again
+        // here so that no policy change can make a TPM of no known maker
+        // acceptable.
+        if !passed("ek_certificate") {
             return reject(
                 codes::ATTESTATION,
-                "attestation rejected: ek_certificate: the chain trusts EK CAs and this TPM showed no certificate chaining to one",
+                "attestation rejected: ek_certificate: this TPM showed no certificate chaining to an EK CA the chain trusts (params.ek_cas)",
             );
         }
         if report.software_tpm && !core.params.allow_software_tpm {

@@ -101,8 +101,9 @@ pub struct Params {
     pub slash_double_sign_bps: u64,
     /// Slashed when a node lets its attestation lapse.
     pub slash_missed_attestation_bps: u64,
-    /// PEM CA certificates trusted to issue EK certificates. Empty: any
-    /// TPM is accepted (a development chain only).
+    /// PEM CA certificates trusted to issue EK certificates. A node
+    /// registers only with an EK certificate chaining to one of them, so
+    /// with none no node can register.
     #[serde(default)]
     pub ek_cas: Vec<String>,
     /// PCR index → hex value every attestation must quote.

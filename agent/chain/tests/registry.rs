@@ -453,3 +453,21 @@ fn stake_validators_assignment_cids_slashing_and_replay() {
         serde_json::to_value(d.app.committed()).unwrap()
     );
 }
+
+#[test]
+fn a_chain_that_trusts_no_ek_ca_registers_no_node() {
+    let Some(mut n) = nodes(1) else { return };
+    let mut d = chain(&n, 0, 1);
+    let t = n[0].attest_tx(&d, 1, None);
+    let b = d.block(vec![t]).unwrap();
+    assert_eq!(codes(&b), [c::ATTESTATION]);
+    assert!(
+        b.results[0].log.contains("ek_certificate"),
+        "{}",
+        b.results[0].log
+    );
+    assert_eq!(
+        d.query(&format!("/node/{}", n[0].address())).unwrap_err().0,
+        c::NOT_FOUND
+    );
+}

@@ -45,7 +45,8 @@ enum Cmd {
         /// The account that may add sources and schedule upgrades.
         #[arg(long)]
         authority: Option<String>,
-        /// A PEM bundle of EK CA certificates to trust; repeatable.
+        /// A PEM bundle of EK CA certificates to trust; repeatable. Nodes
+        /// register only with an EK certificate chaining to one of them.
         #[arg(long = "ek-ca")]
         ek_cas: Vec<PathBuf>,
         /// Refuse nodes that report a software TPM.
