@@ -1,5 +1,6 @@
 //! The memory challenge's figures on this machine: fill time, the walk's
-//! time per dependent read, and the verifier's time.
+//! time per dependent read, the sweep's bandwidth, and the verifier's
+//! time.
 //!
 //! Usage: mem_bench [BYTES] [LANES] [WALK_STEPS]
 
@@ -28,16 +29,22 @@ fn main() -> Result<(), por::PorError> {
     let t = Instant::now();
     let states = work.walk(&nonce);
     let walk = t.elapsed().as_secs_f64();
-    let proof = work.open_walked(&nonce, &states);
+    let t = Instant::now();
+    let sweep = work.sweep(&nonce, &AtomicU64::new(0));
+    let swept = t.elapsed().as_secs_f64();
+    let proof = work.open_walked(&nonce, &states, &sweep);
     let t = Instant::now();
     memory::check(&proof, &params, &seed, &nonce)?;
     let check = t.elapsed().as_secs_f64();
+    let proof_bytes = serde_json::to_vec(&proof).map_or(0, |j| j.len());
     println!(
-        "por-mem bytes={bytes} lanes={lanes} fill_s={fill:.3} fill_MBps={:.0} walk_steps={} walk_s={walk:.3} walk_ns_per_read={:.1} check_s={check:.4} check/(fill+walk)={:.5}",
+        "por-mem bytes={bytes} lanes={lanes} fill_s={fill:.3} fill_MBps={:.0} walk_steps={} walk_s={walk:.3} walk_ns_per_read={:.1} sweep_passes={} sweep_s={swept:.4} sweep_MiBps={:.0} check_s={check:.4} check/(fill+walk+sweep)={:.5} proof_json_bytes={proof_bytes}",
         bytes as f64 / fill / 1e6,
         params.walk_steps,
         walk * 1e9 / params.walk_steps as f64,
-        check / (fill + walk)
+        params.sweep_passes,
+        params.sweep_bytes() as f64 / 1_048_576.0 / swept,
+        check / (fill + walk + swept)
     );
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod merkle;
 pub mod report;
 pub mod seed;
 pub mod storage;
+pub mod sweep;
 pub mod walk;
 
 pub use seed::Seed;

@@ -20,11 +20,16 @@
 //! verifier samples `walk_samples` segments and re-walks them from the
 //! opened entries, and samples `checks` entries whose derivation it
 //! re-computes from their opened inputs (a table of cheap junk fails).
+//!
+//! After the walk, the sweep (`crate::sweep`) reads the whole table
+//! `sweep_passes` times under keys the nonce starts: the walk shows the
+//! table is held, the sweep how fast it streams.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::merkle::{self, hex_hash, Hash, Proof, Tree};
+use crate::merkle::{self, hex_hash, hex_hashes, Hash, Proof, Tree};
+use crate::sweep::{self, Shape, Sweep, SweepOpening};
 use crate::{walk, PorError, Seed};
 
 const LANE_LABEL: &str = "xnode-por/mem/lane";
@@ -38,9 +43,12 @@ pub const ENTRY_BYTES: u64 = 32;
 /// rebuilds a subtree (127 hashes) to open an entry, so the tree costs it
 /// 1/32 of the table rather than as much again. Openings are few (the
 /// sampled ones); the walk reads the table itself.
-pub const CHUNK: u64 = 64;
+pub const CHUNK: u64 = sweep::CHUNK_ENTRIES as u64;
 /// Random earlier entries each entry depends on, besides its predecessor.
 pub const PARENTS: usize = 3;
+/// Bytes the default sweep reads in all (its passes × the table), so that
+/// a small table's bandwidth is not one short pass's.
+const SWEEP_BYTES: u64 = 4 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemParams {
@@ -56,12 +64,18 @@ pub struct MemParams {
     pub walk_segment: u64,
     /// Walk segments the verifier re-walks.
     pub walk_samples: u32,
+    /// Timed passes over the whole table after the walk (the bandwidth
+    /// figure), each keyed by the one before.
+    pub sweep_passes: u32,
+    /// Chunk folds of the sweep the verifier re-computes.
+    pub sweep_samples: u32,
 }
 
 impl MemParams {
     /// Defaults for a claim of `bytes` filled by `lanes` threads: 64
     /// derivation checks; a walk of 2^22 reads (about a second), committed
-    /// every 32 steps, 32 segments re-walked.
+    /// every 32 steps, 32 segments re-walked; a sweep of at least 4 GiB in
+    /// all (1 to 64 passes), 32 folds re-computed.
     pub fn for_claim(bytes: u64, lanes: u32) -> MemParams {
         MemParams {
             bytes,
@@ -70,6 +84,8 @@ impl MemParams {
             walk_steps: 1 << 22,
             walk_segment: 32,
             walk_samples: 32,
+            sweep_passes: (SWEEP_BYTES.div_ceil(bytes.max(1))).clamp(1, 64) as u32,
+            sweep_samples: 32,
         }
     }
 
@@ -100,7 +116,17 @@ impl MemParams {
         if self.walk_steps / self.walk_segment > 1 << 24 {
             return bad("more than 2^24 walk segments".into());
         }
-        for (name, n) in [("checks", self.checks), ("walk_samples", self.walk_samples)] {
+        if !(1..=256).contains(&self.sweep_passes) {
+            return bad(format!(
+                "sweep_passes must be 1 to 256, not {}",
+                self.sweep_passes
+            ));
+        }
+        for (name, n) in [
+            ("checks", self.checks),
+            ("walk_samples", self.walk_samples),
+            ("sweep_samples", self.sweep_samples),
+        ] {
             if !(1..=4096).contains(&n) {
                 return bad(format!("{name} must be 1 to 4096, not {n}"));
             }
@@ -120,9 +146,23 @@ impl MemParams {
         self.walk_steps / self.walk_segment.max(1)
     }
 
-    /// Hashes the honest prover makes: the fill, the tree, the walk.
+    /// The table as the sweep sees it: lanes of whole chunks.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            lanes: self.lanes,
+            chunks_per_lane: self.per_lane() / CHUNK,
+        }
+    }
+
+    /// Bytes the sweep reads: every pass reads the table.
+    pub fn sweep_bytes(&self) -> u64 {
+        self.bytes * u64::from(self.sweep_passes)
+    }
+
+    /// Hashes the honest prover makes: the fill, the tree, the walk, the
+    /// sweep's commitments (its reads are not counted).
     pub fn prover_hashes(&self) -> u64 {
-        3 * self.entries() + self.walk_steps
+        3 * self.entries() + self.walk_steps + sweep::prover_hashes(self.shape(), self.sweep_passes)
     }
 
     /// Hashes the verifier makes: the derivations and walk steps it
@@ -131,7 +171,10 @@ impl MemParams {
         let depth = 64 - self.entries().leading_zeros() as u64;
         let walked = u64::from(self.walk_samples) * self.walk_segment;
         let proofs = u64::from(self.checks) * (PARENTS as u64 + 2) + walked;
-        u64::from(self.checks) + walked + proofs * (depth + 1)
+        u64::from(self.checks)
+            + walked
+            + proofs * (depth + 1)
+            + sweep::verifier_hashes(self.shape(), self.sweep_samples)
     }
 }
 
@@ -253,6 +296,10 @@ pub struct MemProof {
     pub walk_root: Hash,
     pub checks: Vec<DerivationOpening>,
     pub walk: Vec<WalkOpening>,
+    /// The root of each sweep pass, in order.
+    #[serde(with = "hex_hashes")]
+    pub sweep_roots: Vec<Hash>,
+    pub sweep: Vec<SweepOpening>,
 }
 
 /// The filled table and the tree above its bottom subtrees.
@@ -311,9 +358,16 @@ pub fn commit(
 }
 
 fn chunk_tree(table: &[Hash], chunk: u64) -> Tree {
-    let first = chunk * CHUNK;
-    let leaves = (first..first + CHUNK)
-        .map(|i| leaf(i, &table[i as usize]))
+    let first = (chunk * CHUNK) as usize;
+    entries_tree(chunk, &table[first..first + CHUNK as usize])
+}
+
+/// The bottom subtree over chunk `chunk`'s entries.
+fn entries_tree(chunk: u64, entries: &[Hash]) -> Tree {
+    let leaves = entries
+        .iter()
+        .enumerate()
+        .map(|(k, e)| leaf(chunk * CHUNK + k as u64, e))
         .collect();
     Tree::new(leaves).unwrap_or_else(|| unreachable!("a chunk is not empty"))
 }
@@ -341,6 +395,29 @@ impl MemCommitment {
         }
     }
 
+    /// A whole chunk's entries with the chunk's proof in the table's tree.
+    pub fn open_chunk(&self, chunk: u64) -> (Vec<Hash>, Proof) {
+        let first = (chunk * CHUNK) as usize;
+        let proof = self
+            .upper
+            .prove(chunk as usize)
+            .unwrap_or_else(|| unreachable!("a chunk inside the table"));
+        (self.table[first..first + CHUNK as usize].to_vec(), proof)
+    }
+
+    /// Sweep the table from the nonce (the bandwidth figure): `progress`
+    /// counts chunks folded, out of `sweep_passes × chunks`.
+    pub fn sweep(&self, nonce: &Seed, progress: &std::sync::atomic::AtomicU64) -> Sweep {
+        sweep::run(
+            &self.table,
+            self.params.shape(),
+            nonce,
+            &self.root(),
+            self.params.sweep_passes,
+            progress,
+        )
+    }
+
     /// Walk the table from the nonce: the states every `walk_segment`
     /// steps (the first is the start, the last the end).
     pub fn walk(&self, nonce: &Seed) -> Vec<Hash> {
@@ -357,15 +434,17 @@ impl MemCommitment {
         states
     }
 
-    /// Answer the nonce: walk the table (the timed part), then open the
-    /// derivation checks and the sampled walk segments.
+    /// Answer the nonce: walk and sweep the table (the timed parts), then
+    /// open the derivation checks, the sampled walk segments and the
+    /// sampled folds.
     pub fn open(&self, nonce: &Seed) -> MemProof {
         let states = self.walk(nonce);
-        self.open_walked(nonce, &states)
+        let sweep = self.sweep(nonce, &std::sync::atomic::AtomicU64::new(0));
+        self.open_walked(nonce, &states, &sweep)
     }
 
-    /// The openings for a walk whose states are `states`.
-    pub fn open_walked(&self, nonce: &Seed, states: &[Hash]) -> MemProof {
+    /// The openings for a walk whose states are `states` and a sweep.
+    pub fn open_walked(&self, nonce: &Seed, states: &[Hash], sweep: &Sweep) -> MemProof {
         let root = self.root();
         let per_lane = self.params.per_lane();
         let entries = self.params.entries();
@@ -409,6 +488,10 @@ impl MemCommitment {
             walk_root,
             checks,
             walk,
+            sweep_roots: sweep.roots(),
+            sweep: sweep.open(&self.table, nonce, self.params.sweep_samples, &|c| {
+                self.open_chunk(c)
+            }),
         }
     }
 }
@@ -417,6 +500,7 @@ impl MemCommitment {
 pub struct MemVerdict {
     pub derivations_checked: u32,
     pub steps_rewalked: u64,
+    pub folds_checked: u32,
 }
 
 /// Check a proof against the verifier's parameters, seed and nonce. The
@@ -530,9 +614,26 @@ pub fn check(
             ));
         }
     }
+    let chunks = (params.entries() / CHUNK) as usize;
+    sweep::check(
+        &proof.sweep_roots,
+        &proof.sweep,
+        (params.shape(), params.sweep_passes, params.sweep_samples),
+        (nonce, &proof.root),
+        &|c, entries, p| {
+            merkle::verify(
+                &proof.root,
+                chunks,
+                c as usize,
+                &entries_tree(c, entries).root(),
+                p,
+            )
+        },
+    )?;
     Ok(MemVerdict {
         derivations_checked: params.checks,
         steps_rewalked: u64::from(params.walk_samples) * params.walk_segment,
+        folds_checked: params.sweep_samples,
     })
 }
 #[cfg(test)]
@@ -568,7 +669,10 @@ mod tests {
         for i in 0..100 {
             let n = nonce(i);
             let v = check(&work.open(&n), &small(), &seed, &n).unwrap();
-            assert_eq!((v.derivations_checked, v.steps_rewalked), (64, 32 * 32));
+            assert_eq!(
+                (v.derivations_checked, v.steps_rewalked, v.folds_checked),
+                (64, 32 * 32, 32)
+            );
         }
     }
 
@@ -615,7 +719,9 @@ mod tests {
                     *s = seed.derive("made up", j as u64);
                 }
             }
-            let err = check(&work.open_walked(&n, &states), &params, &seed, &n).unwrap_err();
+            let sweep = work.sweep(&n, &AtomicU64::new(0));
+            let err =
+                check(&work.open_walked(&n, &states, &sweep), &params, &seed, &n).unwrap_err();
             assert!(
                 err.to_string()
                     .contains("does not end at its committed state"),
@@ -773,6 +879,27 @@ mod tests {
         p.walk_root[0] ^= 1;
         assert!(check(&p, &params, &seed, &n).is_err());
 
+        // The sweep is checked with the rest: a pass's root, a fold, a
+        // pass left out.
+        let mut p = good.clone();
+        p.sweep_roots[1][0] ^= 1;
+        assert!(check(&p, &params, &seed, &n).is_err());
+        let mut p = good.clone();
+        p.sweep[4].folds[0] ^= 1;
+        let err = check(&p, &params, &seed, &n).unwrap_err();
+        assert!(err.to_string().contains("sweep"), "{err}");
+        let mut p = good.clone();
+        p.sweep_roots.pop();
+        let err = check(&p, &params, &seed, &n).unwrap_err();
+        assert!(err.to_string().contains("passes"), "{err}");
+        let mut p = good.clone();
+        p.sweep[7].entries[3][0] ^= 1;
+        let err = check(&p, &params, &seed, &n).unwrap_err();
+        assert!(
+            err.to_string().contains("not in the table's commitment"),
+            "{err}"
+        );
+
         let err = check(&good, &params, &seed, &nonce(2)).unwrap_err();
         assert!(err.to_string().contains("another seed or nonce"), "{err}");
 
@@ -800,6 +927,27 @@ mod tests {
                 "over the limit",
             ),
             (MemParams { checks: 0, ..ok }, "checks must be 1 to 4096"),
+            (
+                MemParams {
+                    sweep_passes: 0,
+                    ..ok
+                },
+                "sweep_passes must be 1 to 256",
+            ),
+            (
+                MemParams {
+                    sweep_passes: 257,
+                    ..ok
+                },
+                "sweep_passes must be 1 to 256",
+            ),
+            (
+                MemParams {
+                    sweep_samples: 0,
+                    ..ok
+                },
+                "sweep_samples must be 1 to 4096",
+            ),
             (
                 MemParams {
                     walk_samples: 5000,

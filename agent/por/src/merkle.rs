@@ -121,7 +121,8 @@ pub fn verify(root: &Hash, leaves: usize, mut index: usize, leaf: &Hash, proof: 
     siblings.next().is_none() && node == *root
 }
 
-mod hex_hashes {
+/// A list of hashes as hex strings in serde.
+pub mod hex_hashes {
     use super::Hash;
     use serde::{Deserialize, Deserializer, Serializer};
 

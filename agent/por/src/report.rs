@@ -123,7 +123,17 @@ pub struct MemResult {
     pub fill_ms: u64,
     /// The walk: what the time bound applies to.
     pub walk_ms: u64,
+    /// The sweep's passes, in microseconds: `sweep_bytes / sweep_us` is
+    /// the bandwidth the node shows.
+    pub sweep_us: u64,
     pub proof: MemProof,
+}
+
+impl MemResult {
+    /// The sweep's rate in MiB/s (binary megabytes, as `mbw` counts).
+    pub fn sweep_mib_s(&self) -> f64 {
+        self.proof.params.sweep_bytes() as f64 / 1_048_576.0 / (self.sweep_us.max(1) as f64 / 1e6)
+    }
 }
 
 /// The nonce when no verifier sends one after the table's commitment: see
@@ -259,10 +269,12 @@ impl ChallengeReport {
             let p = params.memory.as_ref().ok_or_else(|| missing("memory"))?;
             self.check_memory(seed, p)?;
             lines.push(format!(
-                "memory: {} bytes, a walk of {} reads in {:.2} s",
+                "memory: {} bytes, a walk of {} reads in {:.2} s, swept {} time(s) at {:.0} MiB/s",
                 p.bytes,
                 p.walk_steps,
-                r.walk_ms as f64 / 1000.0
+                r.walk_ms as f64 / 1000.0,
+                p.sweep_passes,
+                r.sweep_mib_s()
             ));
         }
         if let Some(r) = &self.disk {

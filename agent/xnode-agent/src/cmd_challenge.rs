@@ -94,6 +94,10 @@ pub struct CheckArgs {
     /// Fail when the memory walk took longer than this by the prover's own clock.
     #[arg(long)]
     max_walk_seconds: Option<f64>,
+    /// Fail when the memory sweep streamed slower than this, in MiB/s, by
+    /// the prover's own clock (e.g. 0.9 × the claimed DIMMs' rated rate).
+    #[arg(long)]
+    min_memory_mib_s: Option<f64>,
     /// Storage claimed (bytes, or with a K, M, G or T suffix); checks the storage proof.
     #[arg(long, value_parser = prove::parse_size)]
     disk: Option<u64>,
@@ -182,8 +186,8 @@ fn config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(p) = claim.memory {
         println!(
-            "memory: {} bytes, a walk of {} reads",
-            p.bytes, p.walk_steps
+            "memory: {} bytes, a walk of {} reads, a sweep of {} pass(es)",
+            p.bytes, p.walk_steps, p.sweep_passes
         );
     }
     if let Some(d) = &claim.disk {
@@ -446,11 +450,16 @@ fn check_memory(
         .map(|_| ())
         .map_err(|e| e.to_string());
     let check_secs = started.elapsed().as_secs_f64();
-    let why = failure(verdict, walk, a.max_walk_seconds);
+    let rate = result.sweep_mib_s();
+    let why = failure(verdict, walk, a.max_walk_seconds).or_else(|| {
+        a.min_memory_mib_s.filter(|min| rate < *min).map(|min| {
+            format!("the sweep streamed {rate:.0} MiB/s, under the bound of {min} MiB/s")
+        })
+    });
     let line = match &why {
         None => format!(
-            "memory: ok: {claim} bytes; walk of {} reads in {walk:.2} s; checked here in {check_secs:.3} s",
-            p.walk_steps
+            "memory: ok: {claim} bytes; walk of {} reads in {walk:.2} s; swept {} time(s) at {rate:.0} MiB/s; checked here in {check_secs:.3} s",
+            p.walk_steps, p.sweep_passes
         ),
         Some(e) => format!("memory: FAILED: {e}"),
     };
@@ -461,6 +470,9 @@ fn check_memory(
             "walk_steps": p.walk_steps,
             "fill_seconds": result.fill_ms as f64 / 1000.0,
             "walk_seconds": walk,
+            "sweep_passes": p.sweep_passes,
+            "sweep_seconds": result.sweep_us as f64 / 1e6,
+            "sweep_mib_s": rate,
             "prover_hashes": p.prover_hashes(),
             "verifier_hashes": p.verifier_hashes(),
             "check_seconds": check_secs,

@@ -510,18 +510,29 @@ fn run_memory(p: &MemParams, seed: &Seed, progress: &dyn Progress) -> anyhow::Re
     let start = Instant::now();
     let states = work.walk(&nonce);
     let walk = start.elapsed();
+    let chunks = p.entries() / memory::CHUNK;
+    let (sweep, swept) = with_progress(
+        progress,
+        "mem sweep",
+        u64::from(p.sweep_passes) * chunks,
+        |counter| work.sweep(&nonce, counter),
+    );
     progress.line(&format!(
-        "mem: {} bytes filled in {:.2} s; {} dependent reads in {:.2} s ({:.0} ns a read)",
+        "mem: {} bytes filled in {:.2} s; {} dependent reads in {:.2} s ({:.0} ns a read); swept {} time(s) in {:.3} s ({:.0} MiB/s)",
         p.bytes,
         fill.as_secs_f64(),
         p.walk_steps,
         walk.as_secs_f64(),
-        walk.as_secs_f64() * 1e9 / p.walk_steps as f64
+        walk.as_secs_f64() * 1e9 / p.walk_steps as f64,
+        p.sweep_passes,
+        swept.as_secs_f64(),
+        p.sweep_bytes() as f64 / 1_048_576.0 / swept.as_secs_f64().max(1e-9)
     ));
     Ok(MemResult {
         fill_ms: fill.as_millis() as u64,
         walk_ms: walk.as_millis() as u64,
-        proof: work.open_walked(&nonce, &states),
+        sweep_us: swept.as_micros() as u64,
+        proof: work.open_walked(&nonce, &states, &sweep),
     })
 }
 

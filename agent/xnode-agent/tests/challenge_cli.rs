@@ -210,7 +210,7 @@ fn a_memory_proof_checks_out_against_its_claim_and_no_larger_one() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("mem: 4194304 bytes filled"), "{stderr}");
 
-    let check = |memory: &str| {
+    let check_with = |memory: &str, extra: &[&str]| {
         let o = agent()
             .args([
                 "challenge",
@@ -222,6 +222,7 @@ fn a_memory_proof_checks_out_against_its_claim_and_no_larger_one() {
                 "65536",
             ])
             .args(["--memory", memory])
+            .args(extra)
             .arg(&out)
             .output()
             .unwrap();
@@ -230,10 +231,28 @@ fn a_memory_proof_checks_out_against_its_claim_and_no_larger_one() {
         assert_eq!(o.status.success(), v["ok"] == true, "{v}");
         v
     };
+    let check = |memory: &str| check_with(memory, &[]);
     let v = check("4M");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["memory"]["bytes"], 4 << 20);
     assert!(v.get("cpu").is_none(), "{v}");
+    // The sweep read 4 GiB in all: 64 passes of 4 MiB (the most passes).
+    assert_eq!(v["memory"]["sweep_passes"], 64, "{v}");
+    let rate = v["memory"]["sweep_mib_s"].as_f64().unwrap();
+    assert!(rate > 0.0, "{v}");
+    assert!(stderr.contains("swept 64 time(s)"), "{stderr}");
+
+    // A bandwidth bound above what was shown fails the proof, with the
+    // figure; one below it passes. (10^12 MiB/s is beyond any memory.)
+    let v = check_with("4M", &["--min-memory-mib-s", "1e12"]);
+    assert_eq!(v["ok"], false, "{v}");
+    let why = v["memory"]["error"].as_str().unwrap();
+    assert!(
+        why.contains("under the bound of 1000000000000 MiB/s"),
+        "{why}"
+    );
+    let v = check_with("4M", &["--min-memory-mib-s", &format!("{}", rate / 2.0)]);
+    assert_eq!(v["ok"], true, "{v}");
 
     // The same proof does not show twice the memory.
     let v = check("8M");
