@@ -58,6 +58,29 @@ pub const ALIGN: u64 = 4096;
 /// `docs/proof-of-resource.md`.
 pub const FASTEST_HASH_NS: u64 = 40;
 
+/// Memory for labels made and not yet written, shared by the plotting
+/// threads. Each makes a burst of labels and hands it to the writer,
+/// which writes them one call a label, back to back. A disk answers a
+/// lone write more slowly than one in a stream, and labels take far
+/// longer to make than to write, so writing each as it is made would show
+/// the disk's cold latency, not its rate.
+const WRITE_BEHIND_BYTES: u64 = 128 << 20;
+
+/// Labels in a burst when `threads` threads plot: a share of
+/// `WRITE_BEHIND_BYTES` (each thread fills one burst while one waits and
+/// one is written), at most 64 MiB and at least one label.
+pub fn burst_labels(params: &PlotParams, threads: u32) -> usize {
+    let share = (WRITE_BEHIND_BYTES / (u64::from(threads.max(1)) + 2)).min(64 << 20);
+    (share / params.label_bytes).max(1) as usize
+}
+
+/// A run of labels made, waiting for the writer.
+struct Burst {
+    first: u64,
+    count: usize,
+    buf: AlignedBuf,
+}
+
 /// The plot's shape: fixed when it is made, the same for every walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlotParams {
@@ -423,35 +446,64 @@ impl Plot {
             .map_err(|e| io_error("reserving space for", to, e.into()))?;
         let mut leaves = vec![[0u8; 32]; params.labels() as usize];
         let per_thread = leaves.len().div_ceil(threads as usize);
+        let lb = params.label_bytes as usize;
+        let batch = burst_labels(params, threads);
+        // The makers make bursts of labels; one writer writes them, so the
+        // disk sees one stream of calls, as fio's one job does.
         let writing = std::thread::scope(|s| {
-            let runs: Vec<_> = leaves
+            let (bursts, arrived) = std::sync::mpsc::sync_channel::<Burst>(1);
+            let file = &file;
+            let writer = s.spawn(move || -> Result<Duration, PorError> {
+                let mut writing = Duration::ZERO;
+                for mut burst in arrived {
+                    let slots = burst.buf.get().chunks_exact(lb).take(burst.count);
+                    for (k, slot) in slots.enumerate() {
+                        let t = Instant::now();
+                        file.write_all_at(slot, (burst.first + k as u64) * params.label_bytes)
+                            .map_err(|e| io_error("writing", to, e))?;
+                        writing += t.elapsed();
+                        progress.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(writing)
+            });
+            let makers: Vec<_> = leaves
                 .chunks_mut(per_thread)
                 .enumerate()
                 .map(|(t, out)| {
-                    let file = &file;
-                    s.spawn(move || -> Result<Duration, PorError> {
+                    let bursts = bursts.clone();
+                    s.spawn(move || -> Result<(), PorError> {
                         let mut maker = LabelMaker::new(params);
-                        let mut buf = AlignedBuf::new(params.label_bytes);
-                        let mut writing = Duration::ZERO;
-                        for (k, l) in out.iter_mut().enumerate() {
-                            let i = (t * per_thread + k) as u64;
-                            maker.make(seed, i, params.passes, buf.get());
-                            *l = leaf(i, buf.get());
-                            let t = Instant::now();
-                            file.write_all_at(buf.get(), i * params.label_bytes)
-                                .map_err(|e| io_error("writing", to, e))?;
-                            writing += t.elapsed();
-                            progress.fetch_add(1, Ordering::Relaxed);
+                        for (b, run) in out.chunks_mut(batch).enumerate() {
+                            let first = (t * per_thread + b * batch) as u64;
+                            let mut buf = AlignedBuf::new((run.len() * lb) as u64);
+                            for (k, (l, slot)) in run
+                                .iter_mut()
+                                .zip(buf.get().chunks_exact_mut(lb))
+                                .enumerate()
+                            {
+                                let i = first + k as u64;
+                                maker.make(seed, i, params.passes, slot);
+                                *l = leaf(i, slot);
+                            }
+                            let count = run.len();
+                            bursts
+                                .send(Burst { first, count, buf })
+                                .map_err(|_| PorError::Io("the plot's writer stopped".into()))?;
                         }
-                        Ok(writing)
+                        Ok(())
                     })
                 })
                 .collect();
-            runs.into_iter().try_fold(Duration::ZERO, |sum, r| {
-                r.join()
-                    .unwrap_or_else(|_| Err(PorError::Io("a plotting thread panicked".into())))
-                    .map(|d| sum + d)
-            })
+            drop(bursts);
+            let panicked = |what: &str| PorError::Io(format!("a plotting {what} thread panicked"));
+            let made = makers
+                .into_iter()
+                .try_for_each(|m| m.join().unwrap_or_else(|_| Err(panicked("label"))));
+            let written = writer.join().unwrap_or_else(|_| Err(panicked("writer")));
+            // A writer that failed stops the makers: its error is the cause.
+            let writing = written?;
+            made.map(|()| writing)
         });
         let mut writing = writing?;
         let t = Instant::now();
