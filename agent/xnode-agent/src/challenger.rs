@@ -663,7 +663,7 @@ pub(crate) mod tests {
             .filter(|e| e.kind == EventKind::PhaseDone)
             .filter_map(|e| e.phase.clone())
             .collect();
-        assert_eq!(phases, ["cpu", "mem fill"]);
+        assert_eq!(phases, ["cpu", "mem fill", "mem sweep"]);
         assert!(events.windows(2).all(|w| w[1].seq == w[0].seq + 1));
         // Nothing after the last: an empty page once the wait is over.
         let last_seq = c.last_event_seq().unwrap();
