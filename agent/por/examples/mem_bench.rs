@@ -30,7 +30,7 @@ fn main() -> Result<(), por::PorError> {
     let states = work.walk(&nonce);
     let walk = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let sweep = work.sweep(&nonce, &AtomicU64::new(0));
+    let sweep = work.sweep(&nonce, &states[states.len() - 1], &AtomicU64::new(0));
     let swept = t.elapsed().as_secs_f64();
     let proof = work.open_walked(&nonce, &states, &sweep);
     let t = Instant::now();

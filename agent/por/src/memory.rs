@@ -75,7 +75,7 @@ impl MemParams {
     /// Defaults for a claim of `bytes` filled by `lanes` threads: 64
     /// derivation checks; a walk of 2^22 reads (about a second), committed
     /// every 32 steps, 32 segments re-walked; a sweep of at least 4 GiB in
-    /// all (1 to 64 passes), 32 folds re-computed.
+    /// all where 64 passes reach it (1 to 64 passes), 32 folds re-computed.
     pub fn for_claim(bytes: u64, lanes: u32) -> MemParams {
         MemParams {
             bytes,
@@ -405,14 +405,23 @@ impl MemCommitment {
         (self.table[first..first + CHUNK as usize].to_vec(), proof)
     }
 
-    /// Sweep the table from the nonce (the bandwidth figure): `progress`
-    /// counts chunks folded, out of `sweep_passes × chunks`.
-    pub fn sweep(&self, nonce: &Seed, progress: &std::sync::atomic::AtomicU64) -> Sweep {
+    /// Sweep the table after the walk that ended at `walk_end` (the
+    /// bandwidth figure): `progress` counts chunks folded, out of
+    /// `sweep_passes × chunks`.
+    pub fn sweep(
+        &self,
+        nonce: &Seed,
+        walk_end: &Hash,
+        progress: &std::sync::atomic::AtomicU64,
+    ) -> Sweep {
         sweep::run(
             &self.table,
             self.params.shape(),
-            nonce,
-            &self.root(),
+            sweep::Start {
+                nonce,
+                table_root: &self.root(),
+                after: walk_end,
+            },
             self.params.sweep_passes,
             progress,
         )
@@ -439,7 +448,11 @@ impl MemCommitment {
     /// sampled folds.
     pub fn open(&self, nonce: &Seed) -> MemProof {
         let states = self.walk(nonce);
-        let sweep = self.sweep(nonce, &std::sync::atomic::AtomicU64::new(0));
+        let sweep = self.sweep(
+            nonce,
+            &states[states.len() - 1],
+            &std::sync::atomic::AtomicU64::new(0),
+        );
         self.open_walked(nonce, &states, &sweep)
     }
 
@@ -619,7 +632,11 @@ pub fn check(
         &proof.sweep_roots,
         &proof.sweep,
         (params.shape(), params.sweep_passes, params.sweep_samples),
-        (nonce, &proof.root),
+        sweep::Start {
+            nonce,
+            table_root: &proof.root,
+            after: &proof.walk_end,
+        },
         &|c, entries, p| {
             merkle::verify(
                 &proof.root,
@@ -719,7 +736,7 @@ mod tests {
                     *s = seed.derive("made up", j as u64);
                 }
             }
-            let sweep = work.sweep(&n, &AtomicU64::new(0));
+            let sweep = work.sweep(&n, &states[states.len() - 1], &AtomicU64::new(0));
             let err =
                 check(&work.open_walked(&n, &states, &sweep), &params, &seed, &n).unwrap_err();
             assert!(

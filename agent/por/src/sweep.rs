@@ -7,8 +7,11 @@
 //! where `w_i` is the chunk's i-th little-endian 64-bit word. Nobody can
 //! compute a fold without every word of the chunk, and the key is new for
 //! every pass: pass `p`'s key comes from the nonce and the root of pass
-//! `p - 1`. So no pass can start before the one before it has read the
-//! whole table, and `passes` passes cost `passes` reads of it. The fold
+//! `p - 1` (the first pass's from the walk's last state, so the sweep
+//! follows the walk). No pass can start before the one before it has
+//! committed to a fold of every chunk, and a fold of a chunk not read is
+//! made up, which the samples catch: `passes` passes cost `passes` reads
+//! of the table. The fold
 //! is two vector instructions a word, well under what a memory read
 //! costs, so an honest pass runs at the rate memory streams.
 //!
@@ -64,7 +67,7 @@ impl Shape {
 }
 
 /// Pass `pass`'s key: from the nonce, the table's root and the root of
-/// the pass before (the table's root for the first pass).
+/// the pass before (for the first pass, the walk's last state).
 pub fn key(nonce: &Seed, table_root: &Hash, pass: u32, previous: &Hash) -> Box<Key> {
     let mut key = Box::new([0u64; WORDS]);
     for (block, words) in key.chunks_mut(4).enumerate() {
@@ -139,21 +142,34 @@ pub struct Sweep {
     passes: Vec<Pass>,
 }
 
-/// Sweep `table` (laid out as `shape`) `passes` times from the nonce, one
-/// thread per lane. `progress` counts chunks folded, a lane's share of a
-/// pass at a time.
+/// What a sweep answers: the nonce, the table's root, and the value the
+/// first pass's key follows (the walk's last state).
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    pub nonce: &'a Seed,
+    pub table_root: &'a Hash,
+    pub after: &'a Hash,
+}
+
+/// Sweep `table` (laid out as `shape`) `passes` times, one thread per
+/// lane. `progress` counts chunks folded, a lane's share of a pass at a
+/// time.
 pub fn run(
     table: &[Hash],
     shape: Shape,
-    nonce: &Seed,
-    table_root: &Hash,
+    start: Start,
     passes: u32,
     progress: &std::sync::atomic::AtomicU64,
 ) -> Sweep {
+    let Start {
+        nonce,
+        table_root,
+        after,
+    } = start;
     let mut done: Vec<Pass> = Vec::with_capacity(passes as usize);
     let lane_entries = shape.chunks_per_lane as usize * CHUNK_ENTRIES;
     for pass in 0..passes {
-        let previous = done.last().map_or(*table_root, |p| p.top.root());
+        let previous = done.last().map_or(*after, |p| p.top.root());
         let key = key(nonce, table_root, pass, &previous);
         let lanes: Vec<Tree> = std::thread::scope(|s| {
             let workers: Vec<_> = table
@@ -274,10 +290,20 @@ pub fn check(
     roots: &[Hash],
     openings: &[SweepOpening],
     (shape, passes, samples): (Shape, u32, u32),
-    (nonce, table_root): (&Seed, &Hash),
+    start: Start,
     chunk_in_table: &dyn Fn(u64, &[Hash], &Proof) -> bool,
 ) -> Result<(), PorError> {
+    let Start {
+        nonce,
+        table_root,
+        after,
+    } = start;
     let reject = |why: String| Err(PorError::Rejected(why));
+    if passes == 0 || shape.chunks() == 0 {
+        return Err(PorError::Params(
+            "a sweep needs at least one pass over at least one chunk".into(),
+        ));
+    }
     if roots.len() != passes as usize {
         return reject(format!(
             "the sweep commits to {} passes, the challenge asks for {passes}",
@@ -314,7 +340,7 @@ pub fn check(
             ));
         }
         let previous = if p == 0 {
-            *table_root
+            *after
         } else {
             roots[p as usize - 1]
         };
@@ -384,6 +410,15 @@ mod tests {
     const PASSES: u32 = 3;
     const SAMPLES: u32 = 32;
     const ROOT: Hash = [0x5a; 32];
+    const WALK_END: Hash = [0xa5; 32];
+
+    fn start(nonce: &Seed) -> Start<'_> {
+        Start {
+            nonce,
+            table_root: &ROOT,
+            after: &WALK_END,
+        }
+    }
 
     fn table() -> Vec<Hash> {
         let seed = Seed([7; 32]);
@@ -418,7 +453,7 @@ mod tests {
             roots,
             o,
             (SHAPE, PASSES, SAMPLES),
-            (n, &ROOT),
+            start(n),
             &|c, entries, _| {
                 let first = c as usize * CHUNK_ENTRIES;
                 entries == &table[first..first + CHUNK_ENTRIES]
@@ -429,7 +464,7 @@ mod tests {
     #[test]
     fn the_fold_is_the_xor_of_each_word_plus_its_key_word() {
         let table = table();
-        let key = key(&nonce(0), &ROOT, 0, &ROOT);
+        let key = key(&nonce(0), &ROOT, 0, &WALK_END);
         let chunk = &table[..CHUNK_ENTRIES];
         let bytes: Vec<u8> = chunk.concat();
         let by_definition = bytes
@@ -453,7 +488,7 @@ mod tests {
         for i in 0..100 {
             let n = nonce(i);
             let progress = AtomicU64::new(0);
-            let sweep = run(&table, SHAPE, &n, &ROOT, PASSES, &progress);
+            let sweep = run(&table, SHAPE, start(&n), PASSES, &progress);
             assert_eq!(
                 progress.load(std::sync::atomic::Ordering::Relaxed),
                 u64::from(PASSES) * SHAPE.chunks()
@@ -501,7 +536,7 @@ mod tests {
             let mut passed = 0;
             for i in 0..100 {
                 let n = nonce(i);
-                let sweep = run(&folded, SHAPE, &n, &ROOT, PASSES, &AtomicU64::new(0));
+                let sweep = run(&folded, SHAPE, start(&n), PASSES, &AtomicU64::new(0));
                 let o = open(&sweep, &folded, &table, &n);
                 match check_against(&table, &sweep.roots(), &o, &n) {
                     Ok(()) => passed += 1,
@@ -516,14 +551,14 @@ mod tests {
     fn a_sweep_that_reads_the_table_once_for_every_pass_fails() {
         // To read the table once and fold it under every pass's key, the
         // node must know every key at the start: it takes each from the
-        // table's root instead of the pass before, and commits honestly
-        // to what it folded. Only samples of the first pass agree.
+        // walk's end instead of the pass before, and commits honestly to
+        // what it folded. Only samples of the first pass agree.
         let table = table();
         for i in 0..100 {
             let n = nonce(i);
             let passes = (0..PASSES)
                 .map(|p| {
-                    let key = key(&n, &ROOT, p, &ROOT);
+                    let key = key(&n, &ROOT, p, &WALK_END);
                     let lanes: Vec<Tree> = (0..SHAPE.lanes)
                         .map(|lane| {
                             let leaves = (0..SHAPE.groups_per_lane())
@@ -557,7 +592,7 @@ mod tests {
     fn a_damaged_sweep_is_rejected_with_the_reason() {
         let table = table();
         let n = nonce(1);
-        let sweep = run(&table, SHAPE, &n, &ROOT, PASSES, &AtomicU64::new(0));
+        let sweep = run(&table, SHAPE, start(&n), PASSES, &AtomicU64::new(0));
         let roots = sweep.roots();
         let good = open(&sweep, &table, &table, &n);
         let reason = |roots: &[Hash], o: &[SweepOpening]| {
@@ -585,6 +620,40 @@ mod tests {
         let other = if at == 0 { 1 } else { 0 };
         o[3].folds[other] ^= 1;
         assert!(reason(&roots, &o).contains("not in the pass's commitment"));
+        // A sweep that did not follow this walk has other keys.
+        let other = [0u8; 32];
+        let e = check(
+            &roots,
+            &good,
+            (SHAPE, PASSES, SAMPLES),
+            Start {
+                after: &other,
+                ..start(&n)
+            },
+            &|_, _, _| true,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("did not read it") || e.to_string().contains("not in the pass"),
+            "{e}"
+        );
+        // No passes or no chunks: a clear error, not a division by zero.
+        let none = Shape {
+            lanes: 1,
+            chunks_per_lane: 0,
+        };
+        let e = check(
+            &roots,
+            &good,
+            (none, PASSES, SAMPLES),
+            start(&n),
+            &|_, _, _| true,
+        );
+        assert!(e.unwrap_err().to_string().contains("at least one pass"));
+        let e = check(&roots, &good, (SHAPE, 0, SAMPLES), start(&n), &|_, _, _| {
+            true
+        });
+        assert!(e.unwrap_err().to_string().contains("at least one pass"));
         // Another nonce draws other samples and other keys.
         let e = check_against(&table, &roots, &good, &nonce(2)).unwrap_err();
         assert!(
@@ -597,7 +666,7 @@ mod tests {
     fn proofs_round_trip_through_json() {
         let table = table();
         let n = nonce(0);
-        let sweep = run(&table, SHAPE, &n, &ROOT, PASSES, &AtomicU64::new(0));
+        let sweep = run(&table, SHAPE, start(&n), PASSES, &AtomicU64::new(0));
         let o = open(&sweep, &table, &table, &n);
         let json = serde_json::to_string(&o).unwrap();
         assert_eq!(serde_json::from_str::<Vec<SweepOpening>>(&json).unwrap(), o);

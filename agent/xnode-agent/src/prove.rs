@@ -515,7 +515,7 @@ fn run_memory(p: &MemParams, seed: &Seed, progress: &dyn Progress) -> anyhow::Re
         progress,
         "mem sweep",
         u64::from(p.sweep_passes) * chunks,
-        |counter| work.sweep(&nonce, counter),
+        |counter| work.sweep(&nonce, &states[states.len() - 1], counter),
     );
     progress.line(&format!(
         "mem: {} bytes filled in {:.2} s; {} dependent reads in {:.2} s ({:.0} ns a read); swept {} time(s) in {:.3} s ({:.0} MiB/s)",
