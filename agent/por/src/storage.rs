@@ -837,6 +837,33 @@ mod tests {
         assert_ne!(label(&seed, &p, 3), label(&Seed([3; 32]), &p, 3));
     }
 
+    #[test]
+    fn labels_written_in_several_bursts_land_where_they_belong() {
+        // 16 MiB labels: two threads get bursts of two labels, so thread
+        // 0 writes labels 0-1 and then 2, thread 1 labels 3-4.
+        let dir = tempfile::tempdir().unwrap();
+        let seed = Seed([5; 32]);
+        let p = PlotParams {
+            bytes: 5 * (16 << 20),
+            label_bytes: 16 << 20,
+            passes: 1,
+        };
+        assert_eq!(burst_labels(&p, 2), 2);
+        let progress = AtomicU64::new(0);
+        let plot = Plot::create(&dir.path().join("plot"), &seed, &p, 2, &progress).unwrap();
+        assert_eq!(progress.load(Ordering::Relaxed), 5);
+        let bytes = std::fs::read(dir.path().join("plot")).unwrap();
+        assert_eq!(bytes.len() as u64, p.bytes);
+        let mut leaves = Vec::new();
+        for (i, got) in bytes.chunks_exact(p.label_bytes as usize).enumerate() {
+            let want = label(&seed, &p, i as u64);
+            assert!(got == &want[..], "label {i} is not where it belongs");
+            leaves.push(leaf(i as u64, &want));
+        }
+        assert_eq!(plot.root(), Tree::new(leaves).unwrap().root());
+        Plot::open(&dir.path().join("plot")).unwrap();
+    }
+
     /// The states of a walk that reads label `i` as `label_of(i)`.
     fn walk_with(
         plot: &Plot,
