@@ -58,12 +58,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let read_s = w.reading.as_secs_f64();
     let steps = params.walk_steps as f64;
     println!(
-        "por-disk bytes={bytes} label_bytes={} passes={} label_ms={:.3} hash_ns={hash_ns:.1} fastest_hash_ns={} plot_threads={threads} burst_labels={} plot_s={plot_s:.2} plot_MBps={:.1} write_MBps={:.1} direct={} walk_steps={} walk_s={walk_s:.2} step_us={:.1} bound_step_us={:.1} read_MBps={:.1} read_us={:.1} check_s={:.3} check/walk={:.5}",
+        "por-disk bytes={bytes} label_bytes={} passes={} label_ms={:.3} hash_ns={hash_ns:.1} fastest_hash_ns={} plot_threads={threads} burst_labels={} write_streams={} write_call_bytes={} plot_s={plot_s:.2} plot_MBps={:.1} write_MBps={:.1} direct={} walk_steps={} walk_s={walk_s:.2} step_us={:.1} bound_step_us={:.1} read_MBps={:.1} read_us={:.1} check_s={:.3} check/walk={:.5}",
         p.label_bytes,
         p.passes,
         label_s * 1e3,
         storage::FASTEST_HASH_NS,
         storage::burst_labels(&p, threads),
+        storage::WRITE_STREAMS,
+        storage::write_call_labels(storage::burst_labels(&p, threads)) as u64 * p.label_bytes,
         bytes as f64 / plot_s / 1e6,
         bytes as f64 / write_s / 1e6,
         w.direct,

@@ -10,6 +10,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod iobuf;
 pub mod memory;
 pub mod merkle;
 pub mod report;

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::iobuf::IoBuf;
 use crate::merkle::{self, hex_hash, Hash, Proof, Tree};
 use crate::{walk, PorError, Seed};
 
@@ -58,12 +59,12 @@ pub const ALIGN: u64 = 4096;
 /// `docs/proof-of-resource.md`.
 pub const FASTEST_HASH_NS: u64 = 40;
 
-/// Memory for labels made and not yet written, shared by the plotting
-/// threads. Each makes a burst of labels and hands it to the writer,
-/// which writes them one call a label, back to back. A disk answers a
-/// lone write more slowly than one in a stream, and labels take far
-/// longer to make than to write, so writing each as it is made would show
-/// the disk's cold latency, not its rate.
+/// Memory for labels made and not yet written: a pool of buffers shared by
+/// the plotting threads. Each makes a burst of labels and hands it to the writer,
+/// which writes it in a few large calls at once. A disk answers a lone
+/// small write more slowly than a full queue, and labels take far longer
+/// to make than to write, so writing each as it is made would show the
+/// disk's cold latency, not its rate.
 const WRITE_BEHIND_BYTES: u64 = 128 << 20;
 
 /// Labels in a burst when `threads` threads plot: a share of
@@ -74,11 +75,45 @@ pub fn burst_labels(params: &PlotParams, threads: u32) -> usize {
     (share / params.label_bytes).max(1) as usize
 }
 
+/// Calls a burst is written with at once. A burst's labels are neighbours
+/// in the file, so a few large calls write it; more than one in flight
+/// keeps the disk's queue full, where one call leaves it idle between the
+/// call's end and the next one's start.
+pub const WRITE_STREAMS: usize = 4;
+
+/// The nice value of the threads that make labels (this thread only:
+/// Linux keeps one per thread).
+const PLOT_NICE: i32 = 10;
+
 /// A run of labels made, waiting for the writer.
 struct Burst {
     first: u64,
     count: usize,
-    buf: AlignedBuf,
+    buf: IoBuf,
+}
+
+/// Labels in each call that writes a burst of `burst` labels.
+pub fn write_call_labels(burst: usize) -> usize {
+    burst.div_ceil(WRITE_STREAMS)
+}
+
+/// Write a burst's labels to their place in `file`, in up to
+/// `WRITE_STREAMS` calls at once, each a run of whole labels.
+fn write_burst(file: &File, burst: &Burst, label_bytes: usize) -> std::io::Result<()> {
+    let per_call = write_call_labels(burst.count) * label_bytes;
+    let at = burst.first * label_bytes as u64;
+    let bytes = &burst.buf.as_slice()[..burst.count * label_bytes];
+    std::thread::scope(|s| {
+        let calls: Vec<_> = bytes
+            .chunks(per_call)
+            .enumerate()
+            .map(|(k, part)| s.spawn(move || file.write_all_at(part, at + (k * per_call) as u64)))
+            .collect();
+        calls.into_iter().try_for_each(|c| {
+            c.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a writing thread panicked")))
+        })
+    })
 }
 
 /// The plot's shape: fixed when it is made, the same for every walk.
@@ -278,26 +313,6 @@ fn leaf(index: u64, label: &[u8]) -> Hash {
     merkle::indexed_leaf(index, &Sha256::digest(label).into())
 }
 
-/// A buffer at a 4096-byte boundary, as reads past the page cache need.
-struct AlignedBuf {
-    raw: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl AlignedBuf {
-    fn new(len: u64) -> AlignedBuf {
-        let len = len as usize;
-        let raw = vec![0u8; len + ALIGN as usize];
-        let start = raw.as_ptr().align_offset(ALIGN as usize);
-        AlignedBuf { raw, start, len }
-    }
-
-    fn get(&mut self) -> &mut [u8] {
-        &mut self.raw[self.start..self.start + self.len]
-    }
-}
-
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> PorError {
     PorError::Io(format!("{what} {}: {e}", path.display()))
 }
@@ -448,6 +463,16 @@ impl Plot {
         let per_thread = leaves.len().div_ceil(threads as usize);
         let lb = params.label_bytes as usize;
         let batch = burst_labels(params, threads);
+        // A pool of burst buffers, one a thread, one waiting and one being
+        // written: made once, so their large pages are found and faulted
+        // in once, not for every burst.
+        let pool = threads as usize + 2;
+        let (freed, free) = std::sync::mpsc::sync_channel::<IoBuf>(pool);
+        for _ in 0..pool {
+            let _ = freed.send(IoBuf::new(batch * lb)?);
+        }
+        let free = std::sync::Mutex::new(free);
+        let writer_stopped = || PorError::Io("the plot's writer stopped".into());
         // The makers make bursts of labels; one writer writes them, so the
         // disk sees one stream of calls, as fio's one job does.
         let writing = std::thread::scope(|s| {
@@ -455,31 +480,40 @@ impl Plot {
             let file = &file;
             let writer = s.spawn(move || -> Result<Duration, PorError> {
                 let mut writing = Duration::ZERO;
-                for mut burst in arrived {
-                    let slots = burst.buf.get().chunks_exact(lb).take(burst.count);
-                    for (k, slot) in slots.enumerate() {
-                        let t = Instant::now();
-                        file.write_all_at(slot, (burst.first + k as u64) * params.label_bytes)
-                            .map_err(|e| io_error("writing", to, e))?;
-                        writing += t.elapsed();
-                        progress.fetch_add(1, Ordering::Relaxed);
-                    }
+                for burst in arrived {
+                    let t = Instant::now();
+                    write_burst(file, &burst, lb).map_err(|e| io_error("writing", to, e))?;
+                    writing += t.elapsed();
+                    progress.fetch_add(burst.count as u64, Ordering::Relaxed);
+                    // The makers may all be done; the buffer is then freed.
+                    let _ = freed.send(burst.buf);
                 }
                 Ok(writing)
             });
+            let free = &free;
             let makers: Vec<_> = leaves
                 .chunks_mut(per_thread)
                 .enumerate()
                 .map(|(t, out)| {
                     let bursts = bursts.clone();
                     s.spawn(move || -> Result<(), PorError> {
+                        // Making labels is background work: the writer,
+                        // the kernel's I/O and the node's services go first.
+                        // Best effort; a thread may always lower its own.
+                        let _ = rustix::process::setpriority_process(None, PLOT_NICE);
                         let mut maker = LabelMaker::new(params);
                         for (b, run) in out.chunks_mut(batch).enumerate() {
                             let first = (t * per_thread + b * batch) as u64;
-                            let mut buf = AlignedBuf::new((run.len() * lb) as u64);
+                            // Only the writer gives buffers back: a closed
+                            // pool means it stopped.
+                            let mut buf = free
+                                .lock()
+                                .map_err(|_| writer_stopped())?
+                                .recv()
+                                .map_err(|_| writer_stopped())?;
                             for (k, (l, slot)) in run
                                 .iter_mut()
-                                .zip(buf.get().chunks_exact_mut(lb))
+                                .zip(buf.as_mut_slice().chunks_exact_mut(lb))
                                 .enumerate()
                             {
                                 let i = first + k as u64;
@@ -489,7 +523,7 @@ impl Plot {
                             let count = run.len();
                             bursts
                                 .send(Burst { first, count, buf })
-                                .map_err(|_| PorError::Io("the plot's writer stopped".into()))?;
+                                .map_err(|_| writer_stopped())?;
                         }
                         Ok(())
                     })
@@ -595,7 +629,7 @@ impl Plot {
         let mut opts = OpenOptions::new();
         opts.read(true);
         let (file, direct) = open_direct(&self.path, &opts)?;
-        let mut buf = AlignedBuf::new(p.label_bytes);
+        let mut buf = IoBuf::new(p.label_bytes as usize)?;
         let mut state = walk::start(WALK_LABEL, nonce, &self.root());
         let mut states = Vec::with_capacity(steps as usize + 1);
         states.push(state);
@@ -603,10 +637,10 @@ impl Plot {
         for _ in 0..steps {
             let i = walk::index(&state, p.labels());
             let t = Instant::now();
-            file.read_exact_at(buf.get(), i * p.label_bytes)
+            file.read_exact_at(buf.as_mut_slice(), i * p.label_bytes)
                 .map_err(|e| io_error("reading", &self.path, e))?;
             reading += t.elapsed();
-            state = walk::step(&state, buf.get());
+            state = walk::step(&state, buf.as_slice());
             states.push(state);
             progress.fetch_add(1, Ordering::Relaxed);
         }
@@ -829,7 +863,10 @@ mod tests {
         plotted(&dir, seed);
         let bytes = std::fs::read(dir.path().join("plot")).unwrap();
         let p = small().plot;
-        for i in [0u64, 1, 100, 255] {
+        // Every label: each thread's one burst is written in calls of 22
+        // labels, the last one shorter.
+        assert_eq!(write_call_labels(86), 22);
+        for i in 0..p.labels() {
             let at = (i * p.label_bytes) as usize;
             assert_eq!(bytes[at..at + 4096], label(&seed, &p, i)[..], "label {i}");
         }
