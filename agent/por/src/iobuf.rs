@@ -42,13 +42,18 @@ unsafe impl Send for IoBuf {}
 impl IoBuf {
     /// A zeroed buffer of `len` bytes.
     pub fn new(len: usize) -> Result<IoBuf, PorError> {
-        let whole = len.div_ceil(HUGE_PAGE).max(1) * HUGE_PAGE;
-        // Room to move the start to a 2 MiB boundary; pages never touched
-        // cost no memory.
-        let map_len = whole + HUGE_PAGE;
         let failed = |e: rustix::io::Errno| {
             PorError::Io(format!("allocating a {len}-byte buffer for disk I/O: {e}"))
         };
+        // Whole large pages, and room to move the start to a 2 MiB
+        // boundary (pages never touched cost no memory). A length too
+        // large for that is refused here, before any slice of it is made.
+        let (whole, map_len) = len
+            .max(1)
+            .checked_next_multiple_of(HUGE_PAGE)
+            .and_then(|whole| Some((whole, whole.checked_add(HUGE_PAGE)?)))
+            .filter(|&(_, map_len)| map_len <= isize::MAX as usize)
+            .ok_or_else(|| failed(rustix::io::Errno::NOMEM))?;
         // SAFETY: a new private anonymous mapping at an address the kernel
         // picks; it overlaps nothing, and the kernel zeroes it.
         let at = unsafe {
@@ -124,6 +129,14 @@ mod tests {
                 .iter()
                 .enumerate()
                 .all(|(i, &x)| x == (i % 251) as u8));
+        }
+    }
+
+    #[test]
+    fn a_length_past_the_address_space_is_refused() {
+        for len in [usize::MAX, usize::MAX - HUGE_PAGE, isize::MAX as usize] {
+            let e = IoBuf::new(len).unwrap_err();
+            assert!(e.to_string().contains("allocating a"), "{e}");
         }
     }
 

@@ -69,9 +69,12 @@ const WRITE_BEHIND_BYTES: u64 = 128 << 20;
 
 /// Labels in a burst when `threads` threads plot: a share of
 /// `WRITE_BEHIND_BYTES` (each thread fills one burst while one waits and
-/// one is written), at most 64 MiB and at least one label.
+/// one is written), at most 64 MiB and at least one label. At least one
+/// large page too: a buffer takes a whole one, so past 62 threads the
+/// pool is `threads + 2` large pages rather than 128 MiB.
 pub fn burst_labels(params: &PlotParams, threads: u32) -> usize {
-    let share = (WRITE_BEHIND_BYTES / (u64::from(threads.max(1)) + 2)).min(64 << 20);
+    let share = (WRITE_BEHIND_BYTES / (u64::from(threads.max(1)) + 2))
+        .clamp(crate::iobuf::HUGE_PAGE as u64, 64 << 20);
     (share / params.label_bytes).max(1) as usize
 }
 
@@ -473,6 +476,10 @@ impl Plot {
         }
         let free = std::sync::Mutex::new(free);
         let writer_stopped = || PorError::Io("the plot's writer stopped".into());
+        // Set by a writer that failed, so that no maker starts a burst
+        // that cannot be written.
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let stopped = &stopped;
         // The makers make bursts of labels; one writer writes them, so the
         // disk sees one stream of calls, as fio's one job does.
         let writing = std::thread::scope(|s| {
@@ -482,7 +489,10 @@ impl Plot {
                 let mut writing = Duration::ZERO;
                 for burst in arrived {
                     let t = Instant::now();
-                    write_burst(file, &burst, lb).map_err(|e| io_error("writing", to, e))?;
+                    if let Err(e) = write_burst(file, &burst, lb) {
+                        stopped.store(true, Ordering::Relaxed);
+                        return Err(io_error("writing", to, e));
+                    }
                     writing += t.elapsed();
                     progress.fetch_add(burst.count as u64, Ordering::Relaxed);
                     // The makers may all be done; the buffer is then freed.
@@ -503,6 +513,9 @@ impl Plot {
                         let _ = rustix::process::setpriority_process(None, PLOT_NICE);
                         let mut maker = LabelMaker::new(params);
                         for (b, run) in out.chunks_mut(batch).enumerate() {
+                            if stopped.load(Ordering::Relaxed) {
+                                return Err(writer_stopped());
+                            }
                             let first = (t * per_thread + b * batch) as u64;
                             // Only the writer gives buffers back: a closed
                             // pool means it stopped.
@@ -531,13 +544,16 @@ impl Plot {
                 .collect();
             drop(bursts);
             let panicked = |what: &str| PorError::Io(format!("a plotting {what} thread panicked"));
-            let made = makers
+            // Every thread is joined, so a second panic is an error too.
+            let made: Vec<_> = makers
                 .into_iter()
-                .try_for_each(|m| m.join().unwrap_or_else(|_| Err(panicked("label"))));
+                .map(|m| m.join().unwrap_or_else(|_| Err(panicked("label"))))
+                .collect();
+            let made = made.into_iter().collect::<Result<Vec<()>, _>>();
             let written = writer.join().unwrap_or_else(|_| Err(panicked("writer")));
             // A writer that failed stops the makers: its error is the cause.
             let writing = written?;
-            made.map(|()| writing)
+            made.map(|_| writing)
         });
         let mut writing = writing?;
         let t = Instant::now();
@@ -872,6 +888,28 @@ mod tests {
         }
         assert_ne!(label(&seed, &p, 3), label(&seed, &p, 4));
         assert_ne!(label(&seed, &p, 3), label(&Seed([3; 32]), &p, 3));
+    }
+
+    #[test]
+    fn bursts_are_a_share_of_the_pool_and_at_least_a_large_page() {
+        let p = PlotParams::for_claim(1 << 30);
+        assert_eq!(p.label_bytes, 256 << 10);
+        // 128 MiB over threads + 2 buffers.
+        assert_eq!(burst_labels(&p, 2), 128);
+        assert_eq!(burst_labels(&p, 1), 170);
+        assert_eq!(burst_labels(&p, 0), 170);
+        // 128 MiB / 102 is under 2 MiB: a buffer takes a large page anyway.
+        assert_eq!(burst_labels(&p, 100), 8);
+        // At least one label, of the largest size a plot takes.
+        let big = PlotParams {
+            label_bytes: 16 << 20,
+            ..p
+        };
+        assert_eq!(burst_labels(&big, 100), 1);
+        assert_eq!(burst_labels(&big, 1), 2);
+        assert_eq!(write_call_labels(128), 32);
+        assert_eq!(write_call_labels(5), 2);
+        assert_eq!(write_call_labels(1), 1);
     }
 
     #[test]
