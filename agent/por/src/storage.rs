@@ -59,9 +59,9 @@ pub const ALIGN: u64 = 4096;
 /// `docs/proof-of-resource.md`.
 pub const FASTEST_HASH_NS: u64 = 40;
 
-/// Memory for labels made and not yet written: a pool of buffers shared by
-/// the plotting threads. Each makes a burst of labels and hands it to the writer,
-/// which writes it in a few large calls at once. A disk answers a lone
+/// Memory for labels made and not yet written: a pool of buffers shared
+/// by the plotting threads. Each makes a burst of labels and hands it to
+/// the writer, which writes it in a few large calls at once. A disk answers a lone
 /// small write more slowly than a full queue, and labels take far longer
 /// to make than to write, so writing each as it is made would show the
 /// disk's cold latency, not its rate.
